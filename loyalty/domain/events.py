@@ -1,0 +1,105 @@
+"""The order event of SPEC §3 and its validation."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from enum import StrEnum
+from typing import Any
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+
+
+class OrderStatus(StrEnum):
+    PENDING = "pending"
+    CONFIRMED = "confirmed"
+    SHIPPING = "shipping"
+    DELIVERED = "delivered"
+    CANCELLED = "cancelled"
+    RETURNED = "returned"
+
+
+class PaymentStatus(StrEnum):
+    UNPAID = "unpaid"
+    PAID = "paid"
+    REFUNDED = "refunded"
+
+
+FINAL_STATUSES = frozenset({OrderStatus.CANCELLED, OrderStatus.RETURNED})
+
+
+class CustomerInfo(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    id: str = Field(min_length=1, max_length=64)
+    phone: str | None = Field(default=None, pattern=r"^\+?[0-9]{8,15}$")
+    zalo_user_id: str | None = Field(default=None, min_length=1, max_length=64)
+    name: str | None = Field(default=None, max_length=200)
+    birthday: date | None = None
+
+
+class OrderEvent(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    event_id: str = Field(min_length=1, max_length=128)
+    order_id: str = Field(min_length=1, max_length=128)
+    customer: CustomerInfo
+    status: OrderStatus
+    payment_status: PaymentStatus
+    # strict: an amount sent as "1250000" or 1.5 is a sender bug, not something to guess at.
+    total_payable: int = Field(ge=0, strict=True)
+    shipping_fee: int = Field(ge=0, strict=True)
+    placed_at: AwareDatetime
+    occurred_at: AwareDatetime
+
+    @property
+    def earns(self) -> bool:
+        """This event shows the order delivered and paid (SPEC §2, when an order earns)."""
+        return self.status is OrderStatus.DELIVERED and self.payment_status is PaymentStatus.PAID
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in FINAL_STATUSES
+
+    def to_json(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude_none=True)
+
+
+class FieldError(BaseModel):
+    field: str
+    message: str
+
+
+class EventRefused(ValueError):
+    """An event that will not be applied; ``errors`` names every field at fault."""
+
+    def __init__(self, errors: list[FieldError]):
+        self.errors = errors
+        super().__init__("; ".join(f"{e.field}: {e.message}" for e in errors))
+
+
+class InvalidEvent(EventRefused):
+    """An event that breaks the format of SPEC §3."""
+
+
+def _field_name(location: tuple[int | str, ...]) -> str:
+    return ".".join(str(part) for part in location) or "(event)"
+
+
+def parse_event(raw: Any) -> OrderEvent:
+    """Validate one event (a dict or its JSON text) or raise InvalidEvent naming each field."""
+    if isinstance(raw, str | bytes):
+        try:
+            raw = json.loads(raw)
+        except ValueError as error:
+            raise InvalidEvent([FieldError(field="(event)", message=f"not JSON: {error}")]) \
+                from None
+    if not isinstance(raw, dict):
+        raise InvalidEvent([FieldError(field="(event)", message="must be a JSON object")])
+    try:
+        return OrderEvent.model_validate(raw)
+    except ValidationError as error:
+        raise InvalidEvent([
+            FieldError(field=_field_name(issue["loc"]), message=issue["msg"])
+            for issue in error.errors()
+        ]) from None

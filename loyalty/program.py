@@ -1,0 +1,200 @@
+"""The loyalty program: tiers, points, campaign numbers and message texts.
+
+Every number of SPEC §2 lives here with its default. A shop overrides any of them in a
+TOML file (``LOYALTY_PROGRAM_FILE``); a bad file is refused at start-up with the key named.
+"""
+
+from __future__ import annotations
+
+import itertools
+import string
+import tomllib
+from datetime import time
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+
+class ProgramError(ValueError):
+    """The program file cannot be used; the message names the offending key."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Tier(_Strict):
+    code: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    name: str
+    name_vi: str
+    threshold: int = Field(ge=0)
+    multiplier: Decimal
+    benefits: tuple[str, ...] = ()
+    birthday_gift: str = ""
+
+    @field_validator("multiplier", mode="before")
+    @classmethod
+    def _exact_multiplier(cls, value: Any) -> Any:
+        # TOML floats are binary; go through their text so 1.2 stays exactly 1.2.
+        return Decimal(str(value)) if isinstance(value, float | int) else value
+
+    @field_validator("multiplier")
+    @classmethod
+    def _multiplier_at_least_one(cls, value: Decimal) -> Decimal:
+        if value < 1:
+            raise ValueError("must be at least 1")
+        return value
+
+
+class CrossSell(_Strict):
+    near_tier_points: int = Field(default=300, gt=0)
+    tag_name: str = "Đã gửi tin"
+    tag_days: int = Field(default=15, gt=0)
+    bonus_points: int = Field(default=100, ge=0)
+    bonus_window_hours: int = Field(default=72, gt=0)
+    scan_at: time = time(9, 0)
+    mirror_oa_tag: bool = False
+
+
+class Birthdays(_Strict):
+    send_at: time = time(8, 0)
+    min_days_between_gifts: int = Field(default=365, gt=0)
+
+
+NUDGE_TEXT = (
+    "Chỉ còn vài điểm nữa là lên hạng - Cố lên bạn nhé\n\n"
+    "Bạn thân mến, bạn đã tích được {points} điểm rồi đó!\n"
+    "Chỉ còn {points_to_next_tier} điểm nữa, bạn sẽ lên hạng {next_tier_name} và nhận được "
+    "những ưu đãi xịn xò của hạng cao hơn!!\n"
+    "Nhanh tay đặt hàng trước {bonus_deadline} để được cộng thêm {bonus_points} điểm vào "
+    "điểm thành viên bạn nhé!!"
+)
+BONUS_REVERSAL_TEXT = (
+    "Đơn hàng {order_id} đã bị hủy hoặc trả lại, nên {bonus_points} điểm thưởng của chương "
+    "trình đã được trừ lại. Điểm hiện tại của bạn: {points}."
+)
+BIRTHDAY_TEXT = (
+    "Chúc mừng sinh nhật {name}! Là thành viên hạng {tier_name}, bạn nhận được: {gift}."
+)
+
+# The placeholders each template may use; anything else is a typo caught at start-up.
+TEMPLATE_FIELDS = {
+    "nudge": {"points", "points_to_next_tier", "next_tier_name", "bonus_deadline",
+              "bonus_points", "name"},
+    "bonus_reversal": {"order_id", "bonus_points", "points", "name"},
+    "birthday": {"name", "tier_name", "gift"},
+}
+
+
+class Messages(_Strict):
+    nudge: str = NUDGE_TEXT
+    bonus_reversal: str = BONUS_REVERSAL_TEXT
+    birthday: str = BIRTHDAY_TEXT
+
+    @model_validator(mode="after")
+    def _known_placeholders(self) -> Messages:
+        for key, allowed in TEMPLATE_FIELDS.items():
+            used = {field for _, field, _, _ in string.Formatter().parse(getattr(self, key))
+                    if field is not None}
+            unknown = used - allowed
+            if unknown:
+                raise ValueError(
+                    f"messages.{key}: unknown placeholder(s) {sorted(unknown)}; "
+                    f"allowed: {sorted(allowed)}")
+        return self
+
+
+DEFAULT_TIERS: tuple[Tier, ...] = (
+    Tier(code="member", name="Member", name_vi="Thành viên", threshold=0,
+         multiplier=Decimal("1.0"),
+         benefits=("Quà sinh nhật", "Tích điểm x1 cho mỗi đơn hàng"),
+         birthday_gift="voucher sinh nhật 50.000đ"),
+    Tier(code="silver", name="Silver", name_vi="Bạc", threshold=1000,
+         multiplier=Decimal("1.2"),
+         benefits=("Quà sinh nhật hạng Bạc", "Tăng tốc tích điểm x1,2",
+                   "Ưu đãi cá nhân hóa"),
+         birthday_gift="voucher sinh nhật 100.000đ"),
+    Tier(code="gold", name="Gold", name_vi="Vàng", threshold=2000,
+         multiplier=Decimal("1.3"),
+         benefits=("Quà sinh nhật hạng Vàng", "Tăng tốc tích điểm x1,3",
+                   "Ưu đãi cá nhân hóa", "Quà tri ân định kỳ"),
+         birthday_gift="voucher sinh nhật 200.000đ và quà tặng"),
+    Tier(code="diamond", name="Diamond", name_vi="Kim cương", threshold=3000,
+         multiplier=Decimal("1.5"),
+         benefits=("Quà sinh nhật hạng Kim cương", "Tăng tốc tích điểm x1,5",
+                   "Ưu đãi cá nhân hóa", "Quà tri ân định kỳ",
+                   "Chương trình dành riêng cho hạng Kim cương"),
+         birthday_gift="voucher sinh nhật 500.000đ và hộp quà cao cấp"),
+)
+
+
+class Program(_Strict):
+    money_per_point: int = Field(default=1000, gt=0)
+    tiers: tuple[Tier, ...] = DEFAULT_TIERS
+    crosssell: CrossSell = CrossSell()
+    birthdays: Birthdays = Birthdays()
+    messages: Messages = Messages()
+
+    @field_validator("tiers")
+    @classmethod
+    def _tiers_ordered(cls, tiers: tuple[Tier, ...]) -> tuple[Tier, ...]:
+        if not tiers:
+            raise ValueError("at least one tier is needed")
+        if tiers[0].threshold != 0:
+            raise ValueError("the first tier's threshold must be 0")
+        for before, after in itertools.pairwise(tiers):
+            if after.threshold <= before.threshold:
+                raise ValueError(
+                    f"thresholds must increase: {after.code} ({after.threshold}) is not above "
+                    f"{before.code} ({before.threshold})")
+        codes = [tier.code for tier in tiers]
+        if len(set(codes)) != len(codes):
+            raise ValueError("tier codes must be unique")
+        return tiers
+
+    def tier(self, code: str) -> Tier:
+        for tier in self.tiers:
+            if tier.code == code:
+                return tier
+        raise KeyError(code)
+
+
+def _key_path(location: tuple[int | str, ...], data: dict[str, Any]) -> str:
+    """Turn a pydantic location into the key a shop wrote, e.g. ``tiers[2].multiplier``."""
+    parts: list[str] = []
+    node: Any = data
+    for item in location:
+        if isinstance(item, int):
+            code = node[item].get("code") if isinstance(node, list | tuple) and \
+                item < len(node) and isinstance(node[item], dict) else None
+            parts[-1] += f"[{item}]" + (f" ({code})" if code else "")
+            node = node[item] if isinstance(node, list | tuple) and item < len(node) else None
+        else:
+            parts.append(str(item))
+            node = node.get(item) if isinstance(node, dict) else None
+    return ".".join(parts) or "(file)"
+
+
+def parse_program(data: dict[str, Any]) -> Program:
+    try:
+        return Program.model_validate(data)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{_key_path(issue['loc'], data)}: {issue['msg']}" for issue in error.errors())
+        raise ProgramError(f"bad program file: {problems}") from None
+
+
+def load_program(path: str | Path | None) -> Program:
+    """The program in ``path``, or the SPEC defaults when no file is given."""
+    if path is None:
+        return Program()
+    try:
+        with open(path, "rb") as file:
+            data = tomllib.load(file)
+    except FileNotFoundError:
+        raise ProgramError(f"program file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ProgramError(f"program file {path} is not valid TOML: {error}") from None
+    return parse_program(data)

@@ -1,0 +1,137 @@
+"""Applying one order event: one transaction, at most one effect, whatever the redelivery."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import update
+from sqlalchemy.orm import Session
+
+from loyalty.domain.events import CustomerInfo, OrderEvent, OrderStatus, PaymentStatus
+from loyalty.domain.orders import OrderState, PointsAction, apply_order_event
+from loyalty.domain.tiers import points_for_order
+from loyalty.program import Program
+from loyalty.services.ledger import post_entry
+from loyalty.storage.queries import insert_if_absent, lock_customer, lock_order, order_entries
+from loyalty.storage.tables import Customer, LedgerEntry, Order, ProcessedEvent
+
+
+class Outcome(StrEnum):
+    EARNED = "earned"
+    REVERSED = "reversed"
+    UPDATED = "updated"
+    UNCHANGED = "unchanged"
+    DUPLICATE = "duplicate"
+    REFUSED = "refused"
+
+
+@dataclass(frozen=True)
+class Applied:
+    outcome: Outcome
+    customer_id: str
+    points: int = 0
+    # Ledger rows this event added (credit, bonus, reversals), for callers that react to them.
+    entries: tuple[LedgerEntry, ...] = ()
+
+
+def _member(session: Session, program: Program, info: CustomerInfo, now: datetime) -> Customer:
+    insert_if_absent(session, Customer, {
+        "id": info.id, "tier": program.tiers[0].code, "points": 0,
+        "created_at": now, "updated_at": now}, ["id"])
+    customer = lock_customer(session, info.id)
+    assert customer is not None  # inserted just above, and customers are never deleted
+    for field in ("phone", "zalo_user_id", "name", "birthday"):
+        value = getattr(info, field)
+        if value is not None and getattr(customer, field) != value:
+            setattr(customer, field, value)
+            customer.updated_at = now
+    return customer
+
+
+def _state(order: Order) -> OrderState:
+    return OrderState(
+        customer_id=order.customer_id, status=OrderStatus(order.status),
+        payment_status=PaymentStatus(order.payment_status),
+        total_payable=order.total_payable, shipping_fee=order.shipping_fee,
+        placed_at=order.placed_at, occurred_at=order.occurred_at, earned=order.earned,
+        reversed=order.reversed)
+
+
+def _save(session: Session, order: Order | None, order_id: str, state: OrderState,
+          now: datetime) -> Order:
+    if order is None:
+        order = Order(order_id=order_id)
+        session.add(order)
+    order.customer_id = state.customer_id
+    order.status = state.status
+    order.payment_status = state.payment_status
+    order.total_payable = state.total_payable
+    order.shipping_fee = state.shipping_fee
+    order.placed_at = state.placed_at
+    order.occurred_at = state.occurred_at
+    order.earned = state.earned
+    order.reversed = state.reversed
+    order.updated_at = now
+    return order
+
+
+def credit_order(session: Session, program: Program, customer: Customer, event: OrderEvent,
+                 now: datetime) -> list[LedgerEntry]:
+    # The multiplier is that of the tier held before this order is credited.
+    tier = program.tier(customer.tier)
+    points = points_for_order(event.total_payable, event.shipping_fee, tier.multiplier,
+                              program.money_per_point)
+    return [post_entry(session, program, customer, kind="order_credit", points=points,
+                       now=now, multiplier=tier.multiplier, order_id=event.order_id)]
+
+
+def reverse_order(session: Session, program: Program, customer: Customer, order_id: str,
+                  now: datetime) -> list[LedgerEntry]:
+    """Take off exactly what the order's rows added (base and bonus), never a recomputation."""
+    reversal_of = {"order_credit": "order_reversal",
+                   "crosssell_bonus": "crosssell_bonus_reversal"}
+    return [
+        post_entry(session, program, customer, kind=reversal_of[entry.kind],
+                   points=-entry.points, now=now, multiplier=entry.multiplier,
+                   tier=entry.tier, order_id=order_id, nudge_id=entry.nudge_id)
+        for entry in order_entries(session, order_id, tuple(reversal_of))
+    ]
+
+
+def apply_event(session: Session, program: Program, event: OrderEvent,
+                now: datetime) -> Applied:
+    """Apply ``event`` inside the caller's transaction.
+
+    Raises ``CustomerMismatch`` when the event cannot be applied; the caller rolls back and
+    keeps the event among the refused ones.
+    """
+    if not insert_if_absent(session, ProcessedEvent, {
+            "event_id": event.event_id, "order_id": event.order_id,
+            "outcome": Outcome.UNCHANGED, "processed_at": now}, ["event_id"]):
+        return Applied(Outcome.DUPLICATE, event.customer.id)
+
+    # Lock order: member first, then order. Every event of an order names the order's
+    # member, so two events of one order queue on the same member lock.
+    customer = _member(session, program, event.customer, now)
+    order = lock_order(session, event.order_id)
+    before = _state(order) if order is not None else None
+    change = apply_order_event(before, event)
+    _save(session, order, event.order_id, change.state, now)
+    session.flush()
+
+    entries: list[LedgerEntry] = []
+    if change.action is PointsAction.EARN:
+        entries = credit_order(session, program, customer, event, now)
+        outcome = Outcome.EARNED
+    elif change.action is PointsAction.REVERSE:
+        entries = reverse_order(session, program, customer, event.order_id, now)
+        outcome = Outcome.REVERSED
+    else:
+        outcome = Outcome.UNCHANGED if change.state == before else Outcome.UPDATED
+
+    session.execute(update(ProcessedEvent).where(ProcessedEvent.event_id == event.event_id)
+                    .values(outcome=outcome))
+    return Applied(outcome, customer.id, sum(entry.points for entry in entries),
+                   tuple(entries))

@@ -1,0 +1,50 @@
+"""Settings from the environment (``LOYALTY_*``) or a ``.env`` file (SPEC §6)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LOYALTY_", env_file=".env", extra="ignore")
+
+    database_url: str | None = None
+    redis_url: str | None = None
+    program_file: Path | None = None
+    timezone: str = "Asia/Ho_Chi_Minh"
+    # Where the embedded defaults keep their files (SQLite database, embedded Redis).
+    data_dir: Path = Path(".loyalty")
+
+    webhook_secret: SecretStr = SecretStr("")
+    api_token: SecretStr = SecretStr("")
+
+    zalo_api_url: str = "https://openapi.zalo.me"
+    zalo_oauth_url: str = "https://oauth.zaloapp.com"
+    zalo_business_api_url: str = "https://business.openapi.zalo.me"
+    zalo_app_id: str = ""
+    zalo_secret_key: SecretStr = SecretStr("")
+    zalo_access_token: SecretStr = SecretStr("")
+    zalo_refresh_token: SecretStr = SecretStr("")
+    # consultation (cs), template (template) or ZNS by phone (zns).
+    zalo_channel: str = "cs"
+    zalo_template_id: str = ""
+    zalo_timeout_seconds: float = 10.0
+    zalo_rate_per_second: float = 50.0
+
+    # A message not acknowledged within this time is handed to another worker; every task
+    # is idempotent, so a redelivery costs time, never a double effect.
+    broker_visibility_timeout: int = 3600
+    broker_restore_interval: int = 10
+
+    @property
+    def zalo_configured(self) -> bool:
+        return bool(self.zalo_app_id and self.zalo_access_token.get_secret_value())
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,55 @@
+"""The storage operations services need: row locks, idempotent inserts, read models."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from loyalty.storage.tables import Base, Customer, LedgerEntry, Order
+
+
+def insert_if_absent(session: Session, model: type[Base], values: dict[str, Any],
+                     key: list[str]) -> bool:
+    """INSERT … ON CONFLICT DO NOTHING; True when this call created the row.
+
+    On PostgreSQL a concurrent insert of the same key waits for the other transaction and
+    then does nothing, so the unique key decides who goes first, not a race.
+    """
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    table = model.__table__
+    # RETURNING, not rowcount: drivers disagree on the rowcount of a skipped insert.
+    statement = dialect.insert(table).values(**values).on_conflict_do_nothing(
+        index_elements=key).returning(*(table.c[column] for column in key))
+    return session.execute(statement).first() is not None
+
+
+def lock_customer(session: Session, customer_id: str) -> Customer | None:
+    """The member row, locked until the transaction ends (a no-op lock on SQLite, where
+    BEGIN IMMEDIATE already serialises writers)."""
+    return session.scalars(
+        select(Customer).where(Customer.id == customer_id).with_for_update()
+    ).one_or_none()
+
+
+def lock_order(session: Session, order_id: str) -> Order | None:
+    return session.scalars(
+        select(Order).where(Order.order_id == order_id).with_for_update()
+    ).one_or_none()
+
+
+def order_entries(session: Session, order_id: str, kinds: tuple[str, ...]) -> list[LedgerEntry]:
+    return list(session.scalars(
+        select(LedgerEntry).where(LedgerEntry.order_id == order_id,
+                                  LedgerEntry.kind.in_(kinds)).order_by(LedgerEntry.id)))
+
+
+def total_spent(session: Session, customer_id: str) -> int:
+    """Sum of ``total_payable - shipping_fee`` over orders that earned and were not reversed."""
+    spend = func.greatest if session.get_bind().dialect.name == "postgresql" else func.max
+    return int(session.scalar(
+        select(func.coalesce(func.sum(spend(Order.total_payable - Order.shipping_fee, 0)), 0))
+        .where(Order.customer_id == customer_id, Order.earned.is_(True),
+               Order.reversed.is_(False))) or 0)

