@@ -3,17 +3,25 @@
 from __future__ import annotations
 
 import random
+from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from celery import Celery
 from sqlalchemy import func, select
 
 from loyalty.bootstrap import Loyalty
+from loyalty.domain.tiers import tier_for_points
 from loyalty.producer import enqueue_order_events
 from loyalty.storage.tables import LedgerEntry
-from tests.support.db import assert_ledger_consistent, balances, wait_until_processed
+from tests.support.db import (
+    assert_ledger_consistent,
+    balances,
+    processed_count,
+    wait_until_processed,
+)
 from tests.support.events import order_event
-from tests.support.workers import WorkerProcess
+from tests.support.workers import WorkerProcess, wait_for
 
 pytestmark = pytest.mark.workers
 
@@ -69,3 +77,38 @@ def test_random_lifecycles_duplicated_and_shuffled_match_the_reference(
     wait_until_processed(loyalty, len(events))
     assert balances(loyalty) == expected
     assert_ledger_consistent(loyalty)
+
+
+def test_worker_killed_mid_queue_then_restarted_applies_every_event_once(
+        loyalty: Loyalty, workers: list[WorkerProcess], celery_sender: Celery,
+        tmp_path: Path) -> None:
+    for worker in workers:  # this test needs the queue to itself
+        worker.stop()
+    victim = WorkerProcess(loyalty.settings, tmp_path / "victim.log", name="victim")
+    heir = WorkerProcess(loyalty.settings, tmp_path / "heir.log", name="heir")
+    try:
+        victim.start()
+        spend = {f"K-{i}": 50_000 + i * 1000 for i in range(400)}
+        events = [order_event(order_id, f"KC-{i % 40}", total=total, shipping=0)
+                  for i, (order_id, total) in enumerate(spend.items())]
+        enqueue_order_events(events, celery=celery_sender)
+        wait_for(lambda: processed_count(loyalty) >= 40, 60, "the victim never got going")
+        victim.kill()
+        assert processed_count(loyalty) < len(events), "finished before it could be killed"
+
+        heir.start()
+        # What the victim held unacknowledged comes back after the visibility timeout.
+        wait_until_processed(loyalty, len(events), timeout=120)
+        with loyalty.sessions() as session:
+            credits = list(session.scalars(select(LedgerEntry).where(
+                LedgerEntry.kind == "order_credit")))
+        assert sorted(row.order_id for row in credits) == sorted(spend)
+        for row in credits:
+            held = tier_for_points(loyalty.program, row.balance_after - row.points)
+            assert row.points == int(Decimal(spend[row.order_id]) / 1000 * held.multiplier)
+        assert_ledger_consistent(loyalty)
+    finally:
+        victim.stop()
+        heir.stop()
+        for worker in workers:
+            worker.start()

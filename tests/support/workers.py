@@ -56,6 +56,7 @@ class WorkerProcess:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> WorkerProcess:
+        start_of_log = self.log_path.stat().st_size if self.log_path.exists() else 0
         command = [sys.executable, "-m", "celery", "-A", "workers", "worker",
                    "--loglevel=info", f"--concurrency={self.concurrency}",
                    f"--hostname={self.name}@%h", "--without-gossip", "--without-mingle"]
@@ -65,7 +66,7 @@ class WorkerProcess:
         self.process = subprocess.Popen(command, cwd=ROOT, env=settings_env(self.settings),
                                         stdout=log, stderr=subprocess.STDOUT,
                                         start_new_session=True)
-        wait_for(lambda: b"ready." in self.log_path.read_bytes(), 60,
+        wait_for(lambda: b"ready." in self.log_path.read_bytes()[start_of_log:], 60,
                  f"worker {self.name} did not start; see {self.log_path}")
         return self
 

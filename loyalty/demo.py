@@ -1,0 +1,172 @@
+"""``loyalty demo``: a small shop's month through real Celery workers, on embedded defaults.
+
+Customers and orders (some cancelled or returned, some events sent twice, some out of
+order, one naming the wrong customer) go through the producer call onto the embedded Redis;
+real ``celery -A workers worker`` processes apply them to a SQLite file; then a summary.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import click
+from sqlalchemy import func, select
+
+from loyalty.bootstrap import Loyalty
+from loyalty.embedded_redis import stop_embedded_redis
+from loyalty.producer import InvalidEvents, enqueue_order_events
+from loyalty.queueing import make_celery
+from loyalty.services.events import list_refused
+from loyalty.services.members import show_member
+from loyalty.settings import Settings
+from loyalty.storage.db import database_url
+from loyalty.storage.migrate import upgrade
+from loyalty.storage.tables import Customer, LedgerEntry, ProcessedEvent
+
+SHOP_ZONE = ZoneInfo("Asia/Ho_Chi_Minh")
+NAMES = ["Lan", "Minh", "Hương", "Tuấn", "Mai", "Dũng", "Linh", "Quang", "Thảo", "Huy"]
+
+
+def shop_events(customers: int, rng: random.Random, start: datetime) -> list[dict[str, Any]]:
+    """A month of orders: each customer orders a few times; some orders are cancelled."""
+    events: list[dict[str, Any]] = []
+    for n in range(1, customers + 1):
+        customer = {"id": f"C-{n:03d}", "phone": f"09{rng.randrange(10**8):08d}",
+                    "zalo_user_id": f"{rng.randrange(10**18, 10**19)}",
+                    "name": rng.choice(NAMES),
+                    "birthday": f"{rng.randrange(1970, 2005)}-{rng.randrange(1, 13):02d}-"
+                                f"{rng.randrange(1, 29):02d}"}
+        for k in range(rng.randrange(1, 6)):
+            order_id = f"SO-{n:03d}-{k}"
+            placed = start + timedelta(days=rng.randrange(0, 25), minutes=rng.randrange(600))
+            total = rng.randrange(80, 900) * 1000
+            shipping = rng.choice([0, 15_000, 30_000])
+            steps = [("pending", "unpaid"), ("confirmed", "unpaid"), ("shipping", "unpaid"),
+                     ("delivered", "paid")]
+            ending = rng.choices([None, "cancelled", "returned"], [8, 1, 1])[0]
+            if ending:
+                steps.append((ending, "refunded"))
+            for i, (status, paid) in enumerate(steps):
+                events.append({
+                    "event_id": f"evt-{order_id}-{i}", "order_id": order_id,
+                    "customer": customer, "status": status, "payment_status": paid,
+                    "total_payable": total, "shipping_fee": shipping,
+                    "placed_at": placed.isoformat(),
+                    "occurred_at": (placed + timedelta(hours=12 * i)).isoformat()})
+    return events
+
+
+def _start_workers(count: int, env: dict[str, str], log_dir: Path) -> list[subprocess.Popen[bytes]]:
+    workers = []
+    for i in range(count):
+        log = open(log_dir / f"worker-{i}.log", "wb")  # noqa: SIM115 - the child owns it
+        workers.append(subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "workers", "worker", "--concurrency=1",
+             f"--hostname=demo{i}@%h", "--loglevel=warning", "--without-gossip",
+             "--without-mingle"],
+            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
+    return workers
+
+
+def _stop_workers(workers: list[subprocess.Popen[bytes]]) -> None:
+    for worker in workers:
+        if worker.poll() is None:
+            os.killpg(worker.pid, signal.SIGTERM)
+    for worker in workers:
+        try:
+            worker.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(worker.pid, signal.SIGKILL)
+
+
+def _wait_processed(loyalty: Loyalty, expected: int, timeout: float = 90) -> int:
+    deadline = time.monotonic() + timeout
+    done = 0
+    while time.monotonic() < deadline:
+        with loyalty.sessions() as session:
+            done = session.scalar(select(func.count()).select_from(ProcessedEvent)) or 0
+        if done >= expected:
+            break
+        time.sleep(0.3)
+    return done
+
+
+def run_demo(data_dir: Path, *, customers: int = 60, workers: int = 2, seed: int = 2026) -> None:
+    shutil.rmtree(data_dir, ignore_errors=True)
+    data_dir.mkdir(parents=True)
+    settings = Settings(data_dir=data_dir, database_url=None, redis_url=None)
+    upgrade(database_url(settings))
+    loyalty = Loyalty.from_settings(settings)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOYALTY_")}
+    env["LOYALTY_DATA_DIR"] = str(data_dir)
+
+    rng = random.Random(seed)
+    events = shop_events(customers, rng, datetime(2026, 10, 20, 9, tzinfo=SHOP_ZONE))
+    distinct = len(events)
+    # At least once, in any order: a tenth of the events twice, and everything shuffled.
+    sent = events + rng.sample(events, distinct // 10)
+    rng.shuffle(sent)
+    wrong_customer = dict(events[0], event_id="evt-wrong-customer",
+                          customer={"id": "C-999"})
+
+    click.echo(f"Embedded database: {database_url(settings)}")
+    click.echo(f"Starting {workers} Celery worker processes on the embedded Redis …")
+    procs = _start_workers(workers, env, data_dir)
+    started = time.monotonic()
+    try:
+        celery = make_celery(settings, name="demo-producer")
+        enqueue_order_events([*sent, wrong_customer], celery=celery)
+        try:
+            enqueue_order_events({"event_id": "evt-bad", "order_id": "SO-X",
+                                  "customer": {}, "status": "lost"}, celery=celery)
+        except InvalidEvents as invalid:
+            refused_fields = [e["field"] for e in invalid.problems[0]["errors"]]
+        click.echo(f"Sent {len(sent) + 1} events ({distinct} distinct, "
+                   f"{len(sent) - distinct} duplicates, shuffled); the producer refused one "
+                   f"malformed event naming {', '.join(refused_fields)}.")
+        done = _wait_processed(loyalty, distinct)
+        elapsed = time.monotonic() - started
+    finally:
+        _stop_workers(procs)
+    _summary(loyalty, done, distinct, elapsed)
+    stop_embedded_redis(data_dir)
+    click.echo(f"\nLook around: LOYALTY_DATA_DIR={data_dir} loyalty member show C-001")
+
+
+def _summary(loyalty: Loyalty, done: int, distinct: int, elapsed: float) -> None:
+    with loyalty.sessions() as session:
+        tiers = Counter(session.scalars(select(Customer.tier)))
+        by_kind = dict(session.execute(
+            select(LedgerEntry.kind, func.sum(LedgerEntry.points))
+            .group_by(LedgerEntry.kind)).all())
+        outcomes = Counter(session.scalars(select(ProcessedEvent.outcome)))
+        top = list(session.scalars(select(Customer.id).order_by(Customer.points.desc(),
+                                                                Customer.id).limit(3)))
+    click.echo(f"\nApplied {done}/{distinct} distinct events in {elapsed:.1f}s: " +
+               ", ".join(f"{n} {outcome}" for outcome, n in sorted(outcomes.items())))
+    click.echo("Members per tier: " + ", ".join(
+        f"{tier.name} {tiers.get(tier.code, 0)}" for tier in loyalty.program.tiers))
+    click.echo(f"Points credited: {by_kind.get('order_credit', 0):,}; reversed after "
+               f"cancellations and returns: {-by_kind.get('order_reversal', 0):,}")
+    refused = list_refused(loyalty)
+    click.echo(f"Refused and kept for replay: {len(refused)}")
+    for row in refused:
+        click.echo(f"  #{row.id} {row.event_id}: {row.reason}")
+    click.echo("\nTop members:")
+    for customer_id in top:
+        view = show_member(loyalty, customer_id)
+        progress = f"{view.points_to_next_tier} points to {view.next_tier['name']}" \
+            if view.next_tier else "top tier"
+        click.echo(f"  {customer_id}: {view.tier_name}, {view.points:,} points, "
+                   f"{view.total_spent:,} VND spent, {progress}")
