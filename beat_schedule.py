@@ -1,7 +1,52 @@
-"""The schedule Celery Beat runs (``celery -A workers beat``). Run exactly one beat."""
+"""The schedule Celery Beat runs (``celery -A workers beat``). Run exactly one beat.
+
+Times are the shop's (``LOYALTY_TIMEZONE``, Asia/Ho_Chi_Minh by default) and come from the
+program file. Every job is idempotent per period, so a second beat started by mistake
+sends nothing twice; it only wastes a scan.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-SCHEDULE: dict[str, dict[str, Any]] = {}
+from celery.schedules import crontab
+
+from loyalty.program import load_program
+from loyalty.queueing import (
+    BIRTHDAYS,
+    CROSSSELL,
+    CROSSSELL_SCAN,
+    MAINTENANCE,
+    RELAY_OUTBOX,
+    SWEEP_TAGS,
+)
+from loyalty.settings import get_settings
+
+_program = load_program(get_settings().program_file)
+_scan_at = _program.crosssell.scan_at
+_birthdays_at = _program.birthdays.send_at
+
+SCHEDULE: dict[str, dict[str, Any]] = {
+    "crosssell-daily-scan": {
+        "task": CROSSSELL_SCAN,
+        "schedule": crontab(hour=_scan_at.hour, minute=_scan_at.minute),
+        "options": {"queue": CROSSSELL},
+    },
+    "birthday-gifts": {
+        "task": BIRTHDAYS,
+        "schedule": crontab(hour=_birthdays_at.hour, minute=_birthdays_at.minute),
+        "options": {"queue": MAINTENANCE},
+    },
+    # Tags fall due at any minute (15 days after their nudge was sent).
+    "tag-sweep": {
+        "task": SWEEP_TAGS,
+        "schedule": crontab(minute="*/5"),
+        "options": {"queue": MAINTENANCE},
+    },
+    # Held messages (night ban, quota) and sends whose task was lost.
+    "outbox-relay": {
+        "task": RELAY_OUTBOX,
+        "schedule": 60.0,
+        "options": {"queue": MAINTENANCE},
+    },
+}

@@ -21,6 +21,12 @@ MAINTENANCE = "maintenance"
 QUEUES = (ORDER_EVENTS, CROSSSELL, MESSAGES, MAINTENANCE)
 
 APPLY_ORDER_EVENT = "loyalty.orders.apply_event"
+CROSSSELL_SCAN = "loyalty.crosssell.scan"
+SEND_MESSAGE = "loyalty.messages.send"
+MIRROR_OA_TAG = "loyalty.messages.mirror_oa_tag"
+SWEEP_TAGS = "loyalty.maintenance.sweep_tags"
+RELAY_OUTBOX = "loyalty.maintenance.relay_outbox"
+BIRTHDAYS = "loyalty.maintenance.birthdays"
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -59,3 +65,9 @@ def make_celery(settings: Settings, name: str = "loyalty") -> Celery:
     app = Celery(name)
     app.conf.update(celery_config(settings))
     return app
+
+
+def enqueue_sends(app: Celery, message_ids: list[int] | tuple[int, ...]) -> None:
+    """Queue outbox messages for sending; the outbox decides whether each is still due."""
+    for message_id in message_ids:
+        app.send_task(SEND_MESSAGE, args=[message_id], queue=MESSAGES)

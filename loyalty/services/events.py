@@ -13,6 +13,7 @@ from sqlalchemy import select
 
 from loyalty.bootstrap import Loyalty
 from loyalty.domain.events import EventRefused, FieldError, InvalidEvent, OrderEvent, parse_event
+from loyalty.services.channels import channel_for
 from loyalty.services.orders import Applied, Outcome, apply_event
 from loyalty.storage.db import transaction
 from loyalty.storage.tables import RejectedEvent
@@ -55,7 +56,8 @@ def keep_refused(loyalty: Loyalty, raw: Any, errors: list[FieldError], source: s
 def apply_valid_event(loyalty: Loyalty, event: OrderEvent) -> Applied:
     """One transaction; raises EventRefused when the event cannot be applied."""
     with transaction(loyalty.sessions) as session:
-        return apply_event(session, loyalty.program, event, loyalty.clock())
+        return apply_event(session, loyalty.program, event, loyalty.clock(),
+                           notify_channel=channel_for(loyalty.settings))
 
 
 def handle_order_event(loyalty: Loyalty, raw: Any, *, source: str) -> Applied:

@@ -8,10 +8,10 @@ from datetime import datetime
 from sqlalchemy import select
 
 from loyalty.bootstrap import Loyalty
-from loyalty.domain.member_view import MemberView, member_view
+from loyalty.domain.member_view import MemberView, Tag, member_view
 from loyalty.storage.db import transaction
 from loyalty.storage.queries import total_spent
-from loyalty.storage.tables import Customer, LedgerEntry
+from loyalty.storage.tables import Customer, CustomerTag, LedgerEntry
 
 
 class UnknownMember(LookupError):
@@ -23,8 +23,13 @@ def show_member(loyalty: Loyalty, customer_id: str) -> MemberView:
         customer = session.get(Customer, customer_id)
         if customer is None:
             raise UnknownMember(customer_id)
+        tags = tuple(Tag(tag.name, tag.expires_at) for tag in session.scalars(
+            select(CustomerTag).where(CustomerTag.customer_id == customer_id,
+                                      CustomerTag.cleared_at.is_(None),
+                                      CustomerTag.expires_at > loyalty.clock())
+            .order_by(CustomerTag.set_at)))
         return member_view(loyalty.program, customer.id, customer.points,
-                           total_spent(session, customer.id))
+                           total_spent(session, customer.id), tags)
 
 
 @dataclass(frozen=True)

@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from loyalty.domain.crosssell import bonus_reversal_text, earns_bonus
 from loyalty.domain.events import CustomerInfo, OrderEvent, OrderStatus, PaymentStatus
 from loyalty.domain.orders import OrderState, PointsAction, apply_order_event
 from loyalty.domain.tiers import points_for_order
 from loyalty.program import Program
 from loyalty.services.ledger import post_entry
+from loyalty.services.messaging import new_message
 from loyalty.storage.queries import insert_if_absent, lock_customer, lock_order, order_entries
-from loyalty.storage.tables import Customer, LedgerEntry, Order, ProcessedEvent
+from loyalty.storage.tables import Customer, LedgerEntry, Message, Order, ProcessedEvent
 
 
 class Outcome(StrEnum):
@@ -34,6 +36,8 @@ class Applied:
     points: int = 0
     # Ledger rows this event added (credit, bonus, reversals), for callers that react to them.
     entries: tuple[LedgerEntry, ...] = ()
+    # Outbox messages this event created (a bonus reversal notice), to be sent after commit.
+    messages: tuple[int, ...] = ()
 
 
 def _member(session: Session, program: Program, info: CustomerInfo, now: datetime) -> Customer:
@@ -83,8 +87,39 @@ def credit_order(session: Session, program: Program, customer: Customer, event: 
     tier = program.tier(customer.tier)
     points = points_for_order(event.total_payable, event.shipping_fee, tier.multiplier,
                               program.money_per_point)
-    return [post_entry(session, program, customer, kind="order_credit", points=points,
-                       now=now, multiplier=tier.multiplier, order_id=event.order_id)]
+    entries = [post_entry(session, program, customer, kind="order_credit", points=points,
+                          now=now, multiplier=tier.multiplier, order_id=event.order_id)]
+    nudge = _nudge_paying_a_bonus(session, program, customer.id, event.placed_at)
+    if nudge is not None:
+        # Not multiplied: the bonus is the same for every tier.
+        entries.append(post_entry(session, program, customer, kind="crosssell_bonus",
+                                  points=program.crosssell.bonus_points, now=now,
+                                  multiplier="1", order_id=event.order_id, nudge_id=nudge))
+    return entries
+
+
+def _nudge_paying_a_bonus(session: Session, program: Program, customer_id: str,
+                          placed_at: datetime) -> int | None:
+    """The nudge sent at most 72 h before the order was placed that has paid no bonus yet.
+
+    The member's row lock is held, so no other bonus of this member can appear meanwhile;
+    the ledger's unique (nudge_id, kind) would refuse one anyway.
+    """
+    window = timedelta(hours=program.crosssell.bonus_window_hours)
+    paid = select(LedgerEntry.nudge_id).where(LedgerEntry.kind == "crosssell_bonus",
+                                              LedgerEntry.customer_id == customer_id,
+                                              LedgerEntry.nudge_id.is_not(None))
+    candidates = session.scalars(
+        select(Message).where(Message.kind == "nudge", Message.customer_id == customer_id,
+                              Message.status == "sent", Message.sent_at <= placed_at,
+                              Message.sent_at >= placed_at - window,
+                              Message.id.not_in(paid))
+        .order_by(Message.sent_at.desc()))
+    for nudge in candidates:
+        assert nudge.sent_at is not None
+        if earns_bonus(program, nudge.sent_at, placed_at):
+            return nudge.id
+    return None
 
 
 def reverse_order(session: Session, program: Program, customer: Customer, order_id: str,
@@ -100,16 +135,30 @@ def reverse_order(session: Session, program: Program, customer: Customer, order_
     ]
 
 
-def apply_event(session: Session, program: Program, event: OrderEvent,
-                now: datetime) -> Applied:
+def _bonus_reversal_notice(session: Session, program: Program, customer: Customer,
+                           order_id: str, reversals: list[LedgerEntry], channel: str,
+                           now: datetime) -> int | None:
+    taken = -sum(entry.points for entry in reversals
+                 if entry.kind == "crosssell_bonus_reversal")
+    if not taken:
+        return None
+    text = bonus_reversal_text(program, order_id=order_id, bonus_points=taken,
+                               points=customer.points, name=customer.name)
+    return new_message(session, kind="bonus_reversal", customer=customer, channel=channel,
+                       text=text, now=now, order_id=order_id)
+
+
+def apply_event(session: Session, program: Program, event: OrderEvent, now: datetime,
+                *, notify_channel: str | None = None) -> Applied:
     """Apply ``event`` inside the caller's transaction.
 
-    Raises ``CustomerMismatch`` when the event cannot be applied; the caller rolls back and
-    keeps the event among the refused ones.
+    ``notify_channel`` is where a customer is told that a bonus was taken back; None (the
+    historical import) tells nobody. Raises ``CustomerMismatch`` when the event cannot be
+    applied; the caller rolls back and keeps the event among the refused ones.
     """
-    if not insert_if_absent(session, ProcessedEvent, {
+    if insert_if_absent(session, ProcessedEvent, {
             "event_id": event.event_id, "order_id": event.order_id,
-            "outcome": Outcome.UNCHANGED, "processed_at": now}, ["event_id"]):
+            "outcome": Outcome.UNCHANGED, "processed_at": now}, ["event_id"]) is None:
         return Applied(Outcome.DUPLICATE, event.customer.id)
 
     # Lock order: member first, then order. Every event of an order names the order's
@@ -122,16 +171,21 @@ def apply_event(session: Session, program: Program, event: OrderEvent,
     session.flush()
 
     entries: list[LedgerEntry] = []
+    messages: list[int] = []
     if change.action is PointsAction.EARN:
         entries = credit_order(session, program, customer, event, now)
         outcome = Outcome.EARNED
     elif change.action is PointsAction.REVERSE:
         entries = reverse_order(session, program, customer, event.order_id, now)
         outcome = Outcome.REVERSED
+        if notify_channel is not None:
+            notice = _bonus_reversal_notice(session, program, customer, event.order_id,
+                                            entries, notify_channel, now)
+            messages = [notice] if notice is not None else []
     else:
         outcome = Outcome.UNCHANGED if change.state == before else Outcome.UPDATED
 
     session.execute(update(ProcessedEvent).where(ProcessedEvent.event_id == event.event_id)
                     .values(outcome=outcome))
     return Applied(outcome, customer.id, sum(entry.points for entry in entries),
-                   tuple(entries))
+                   tuple(entries), tuple(messages))

@@ -12,8 +12,9 @@ from loyalty.storage.tables import Base, Customer, LedgerEntry, Order
 
 
 def insert_if_absent(session: Session, model: type[Base], values: dict[str, Any],
-                     key: list[str]) -> bool:
-    """INSERT … ON CONFLICT DO NOTHING; True when this call created the row.
+                     key: list[str], returning: str | None = None) -> Any:
+    """INSERT … ON CONFLICT DO NOTHING; the new row's ``returning`` column (its first key
+    column by default) when this call created it, else None.
 
     On PostgreSQL a concurrent insert of the same key waits for the other transaction and
     then does nothing, so the unique key decides who goes first, not a race.
@@ -22,8 +23,8 @@ def insert_if_absent(session: Session, model: type[Base], values: dict[str, Any]
     table = model.__table__
     # RETURNING, not rowcount: drivers disagree on the rowcount of a skipped insert.
     statement = dialect.insert(table).values(**values).on_conflict_do_nothing(
-        index_elements=key).returning(*(table.c[column] for column in key))
-    return session.execute(statement).first() is not None
+        index_elements=key).returning(table.c[returning or key[0]])
+    return session.execute(statement).scalar()
 
 
 def lock_customer(session: Session, customer_id: str) -> Customer | None:

@@ -153,3 +153,98 @@ class RejectedEvent(Base):
     created_at: Mapped[datetime] = mapped_column(Timestamp())
     replayed_at: Mapped[datetime | None] = mapped_column(Timestamp())
     replay_outcome: Mapped[str | None] = mapped_column(String(32))
+
+
+MESSAGE_KINDS = ("nudge", "bonus_reversal", "birthday")
+# pending → sending → sent | failed; held waits for not_before (night ban, quota);
+# unknown: a worker died mid-send, so whether Zalo got it is not known. It is reported,
+# never sent again blindly.
+MESSAGE_STATUSES = ("pending", "sending", "sent", "failed", "held", "unknown")
+
+
+class Message(Base):
+    """The outbox: a message is recorded before it is tried and its result after.
+
+    A nudge is a message of kind ``nudge``; its id is the nudge id the bonus refers to.
+    """
+
+    __tablename__ = "messages"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    customer_id: Mapped[str] = mapped_column(ForeignKey("customers.id"))
+    # The day a nudge or a birthday gift belongs to (local date): one of each per day.
+    period: Mapped[date | None] = mapped_column(Date)
+    order_id: Mapped[str | None] = mapped_column(String(128))
+    channel: Mapped[str] = mapped_column(String(16))
+    recipient: Mapped[str | None] = mapped_column(String(64))
+    text: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    not_before: Mapped[datetime | None] = mapped_column(Timestamp())
+    enqueued_at: Mapped[datetime | None] = mapped_column(Timestamp())
+    created_at: Mapped[datetime] = mapped_column(Timestamp())
+    updated_at: Mapped[datetime] = mapped_column(Timestamp())
+    sent_at: Mapped[datetime | None] = mapped_column(Timestamp())
+    provider_message_id: Mapped[str | None] = mapped_column(String(64))
+    error_code: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (
+        # A scan run twice, or by two beats at once, adds no second nudge for the day.
+        UniqueConstraint("kind", "customer_id", "period", name="uq_message_period"),
+        # One notice per reversed order.
+        UniqueConstraint("kind", "order_id", name="uq_message_order"),
+        CheckConstraint("kind IN ('" + "', '".join(MESSAGE_KINDS) + "')",
+                        name="ck_message_kind"),
+        CheckConstraint("status IN ('" + "', '".join(MESSAGE_STATUSES) + "')",
+                        name="ck_message_status"),
+        Index("ix_messages_customer_kind", "customer_id", "kind", "created_at"),
+        Index("ix_messages_status", "status", "not_before"),
+    )
+
+
+class CustomerTag(Base):
+    """A tag on a member (``Đã gửi tin``); the database is the source of truth."""
+
+    __tablename__ = "customer_tags"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    customer_id: Mapped[str] = mapped_column(ForeignKey("customers.id"))
+    name: Mapped[str] = mapped_column(String(64))
+    message_id: Mapped[int] = mapped_column(ForeignKey("messages.id"), unique=True)
+    set_at: Mapped[datetime] = mapped_column(Timestamp())
+    expires_at: Mapped[datetime] = mapped_column(Timestamp())
+    cleared_at: Mapped[datetime | None] = mapped_column(Timestamp())
+
+    __table_args__ = (
+        Index("ix_tags_customer", "customer_id", "expires_at"),
+        # The sweep looks for live tags whose time is up.
+        Index("ix_tags_due", "expires_at", "cleared_at"),
+    )
+
+
+class CampaignRun(Base):
+    __tablename__ = "campaign_runs"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    campaign: Mapped[str] = mapped_column(String(32))
+    as_of: Mapped[datetime] = mapped_column(Timestamp())
+    period: Mapped[date] = mapped_column(Date)
+    dry_run: Mapped[bool] = mapped_column(default=False)
+    selected: Mapped[int] = mapped_column(Integer)
+    queued: Mapped[int] = mapped_column(Integer)
+    unreachable: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(Timestamp())
+
+
+class ZaloToken(Base):
+    """The current OA token pair; refresh tokens are single-use, so it is saved before use."""
+
+    __tablename__ = "zalo_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    access_token: Mapped[str] = mapped_column(Text)
+    refresh_token: Mapped[str] = mapped_column(Text)
+    expires_at: Mapped[datetime] = mapped_column(Timestamp())
+    updated_at: Mapped[datetime] = mapped_column(Timestamp())

@@ -181,6 +181,10 @@ class FakeZalo:
 
     # -- steering -------------------------------------------------------------------------
 
+    def issue_tokens(self) -> TokenPair:
+        """A new valid pair, as if the OA had been authorised again."""
+        return self._issue_pair()
+
     def expire_tokens(self) -> None:
         """Every access token issued so far answers -220 from now on."""
         with self._lock:

@@ -1,0 +1,306 @@
+"""The cross-sell campaign through real workers, real Redis and the database, with Zalo
+played by a local HTTP server that answers like Zalo."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr
+from celery import Celery
+from sqlalchemy import select
+
+from loyalty.bootstrap import Loyalty
+from loyalty.producer import enqueue_order_events
+from loyalty.queueing import CROSSSELL, CROSSSELL_SCAN, MAINTENANCE, SWEEP_TAGS
+from loyalty.services.crosssell import run_scan
+from loyalty.services.members import show_member
+from loyalty.services.messaging import messages_to_enqueue
+from loyalty.settings import Settings
+from loyalty.storage.db import transaction
+from loyalty.storage.tables import Customer, CustomerTag, LedgerEntry, Message
+from loyalty.storage.zalo_tokens import DbTokenStore
+from loyalty.zalo import FakeZalo
+from tests.support.db import wait_until_processed
+from tests.support.events import order_event
+from tests.support.workers import WorkerProcess, wait_for
+
+pytestmark = pytest.mark.workers
+CS_PATH = "/v3.0/oa/message/cs"
+
+
+@pytest.fixture(scope="module")
+def fake_zalo() -> Iterator[FakeZalo]:
+    with FakeZalo() as fake:
+        yield fake
+
+
+@pytest.fixture(scope="module")
+def zalo_settings(migrated: Settings, fake_zalo: FakeZalo) -> Settings:
+    pair = fake_zalo.initial_tokens
+    return migrated.model_copy(update={
+        "zalo_app_id": "fake-app", "zalo_secret_key": SecretStr("fake-secret"),
+        "zalo_access_token": SecretStr(pair.access_token),
+        "zalo_refresh_token": SecretStr(pair.refresh_token),
+        "zalo_api_url": fake_zalo.url, "zalo_oauth_url": fake_zalo.url,
+        "zalo_business_api_url": fake_zalo.url, "zalo_timeout_seconds": 2.0})
+
+
+@pytest.fixture(scope="module")
+def zalo_workers(zalo_settings: Settings, workers: list[WorkerProcess],
+                 tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[WorkerProcess]]:
+    """Workers that talk to the fake Zalo; the run's plain workers step aside meanwhile."""
+    for worker in workers:
+        worker.stop()
+    logs = tmp_path_factory.mktemp("zalo-worker-logs")
+    started = [WorkerProcess(zalo_settings, logs / f"z{i}.log", name=f"z{i}").start()
+               for i in range(2)]
+    yield started
+    for worker in started:
+        worker.stop()
+    for worker in workers:
+        worker.start()
+
+
+@pytest.fixture
+def shop(loyalty: Loyalty, zalo_settings: Settings, fake_zalo: FakeZalo,
+         zalo_workers: list[WorkerProcess]) -> Iterator[Loyalty]:
+    fake_zalo.clear_failures()
+    shop = Loyalty.from_settings(zalo_settings)
+    DbTokenStore(shop.sessions).save(fake_zalo.issue_tokens())
+    yield shop
+    shop.engine.dispose()
+
+
+def add_member(shop: Loyalty, points: int, *, reachable: bool = True,
+               birthday: date | None = None) -> tuple[str, str]:
+    """A member with ``points`` (and a ledger row for them); returns (id, zalo user id)."""
+    customer_id, user_id = f"M-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex[:16]
+    now = shop.clock()
+    with transaction(shop.sessions) as session:
+        tier = [t for t in shop.program.tiers if t.threshold <= points][-1]
+        session.add(Customer(id=customer_id, tier=tier.code, points=points,
+                             zalo_user_id=user_id if reachable else None, name="Lan",
+                             birthday=birthday, created_at=now, updated_at=now))
+        session.flush()
+        session.add(LedgerEntry(customer_id=customer_id, kind="order_credit", points=points,
+                                order_id=f"seed-{customer_id}", tier="member",
+                                multiplier="1.0", balance_after=points, created_at=now))
+    return customer_id, user_id
+
+
+def sent_to(fake: FakeZalo, user_id: str) -> list[dict]:
+    return [record for record in fake.sent if record.get("user_id") == user_id]
+
+
+def scan(celery: Celery, as_of: datetime | None = None) -> None:
+    celery.send_task(CROSSSELL_SCAN, kwargs={"as_of": as_of.isoformat() if as_of else None},
+                     queue=CROSSSELL)
+
+
+def messages(shop: Loyalty, customer_id: str, kind: str = "nudge") -> list[Message]:
+    with shop.sessions() as session:
+        return list(session.scalars(select(Message).where(
+            Message.customer_id == customer_id, Message.kind == kind).order_by(Message.id)))
+
+
+def wait_status(shop: Loyalty, customer_id: str, status: str, kind: str = "nudge") -> Message:
+    wait_for(lambda: any(m.status == status for m in messages(shop, customer_id, kind)), 60,
+             f"no {kind} reached {status} for {customer_id}: "
+             f"{[(m.status, m.error) for m in messages(shop, customer_id, kind)]}")
+    return next(m for m in messages(shop, customer_id, kind) if m.status == status)
+
+
+def test_selection_at_the_edges(shop: Loyalty) -> None:
+    near = [add_member(shop, points)[0] for points in (701, 999, 1701, 2999)]
+    far = [add_member(shop, points)[0] for points in (700, 1000, 2000, 3000, 5000, 0)]
+    unreachable = add_member(shop, 1800, reachable=False)[0]
+    report = run_scan(shop, shop.clock(), dry_run=True)
+    assert (report.selected, report.unreachable, report.queued) == (len(near), 1, [])
+    report = run_scan(shop, shop.clock())
+    with shop.sessions() as session:
+        nudged = set(session.scalars(select(Message.customer_id)))
+    assert nudged == set(near) and not nudged & {*far, unreachable}
+
+
+def test_nudge_is_sent_tagged_and_shown_and_text_has_the_members_numbers(
+        shop: Loyalty, fake_zalo: FakeZalo, celery_sender: Celery) -> None:
+    customer_id, user_id = add_member(shop, 1720)
+    scan(celery_sender)
+    nudge = wait_status(shop, customer_id, "sent")
+    [record] = sent_to(fake_zalo, user_id)
+    text = record["body"]["message"]["text"]
+    assert text.startswith("Chỉ còn vài điểm nữa là lên hạng - Cố lên bạn nhé")
+    assert "1720 điểm" in text and "280 điểm" in text and "Vàng" in text
+    view = show_member(shop, customer_id)
+    [tag] = view.tags
+    assert tag.name == "Đã gửi tin" and nudge.sent_at is not None
+    assert tag.expires_at == nudge.sent_at + timedelta(days=15)
+
+
+def test_scan_twice_and_two_scans_at_once_send_nothing_twice(
+        shop: Loyalty, fake_zalo: FakeZalo, celery_sender: Celery) -> None:
+    members = [add_member(shop, 1900 + i) for i in range(5)]
+    as_of = shop.clock()
+    for _ in range(3):  # two at once on two workers, and one more
+        scan(celery_sender, as_of)
+    for customer_id, _ in members:
+        wait_status(shop, customer_id, "sent")
+    # A scan later the same day (and the tag) keeps them out too.
+    scan(celery_sender, as_of + timedelta(hours=3))
+    wait_for(lambda: len(run_scan_runs(shop)) == 4, 30, "the fourth scan did not run")
+    assert [len(sent_to(fake_zalo, user_id)) for _, user_id in members] == [1] * 5
+    assert [len(messages(shop, customer_id)) for customer_id, _ in members] == [1] * 5
+
+
+def run_scan_runs(shop: Loyalty) -> list[int]:
+    from loyalty.storage.tables import CampaignRun
+    with shop.sessions() as session:
+        return list(session.scalars(select(CampaignRun.queued)))
+
+
+def test_tag_sweep_before_and_after_15_days_then_the_nudge_repeats(
+        shop: Loyalty, fake_zalo: FakeZalo, celery_sender: Celery) -> None:
+    customer_id, user_id = add_member(shop, 950)
+    scan(celery_sender)
+    nudge = wait_status(shop, customer_id, "sent")
+    assert nudge.sent_at is not None
+    day14 = nudge.sent_at + timedelta(days=14)
+    assert run_scan(shop, day14).selected == 0  # still tagged
+    celery_sender.send_task(SWEEP_TAGS, kwargs={"as_of": day14.isoformat()},
+                            queue=MAINTENANCE)
+    day15 = nudge.sent_at + timedelta(days=15, minutes=1)
+    celery_sender.send_task(SWEEP_TAGS, kwargs={"as_of": day15.isoformat()},
+                            queue=MAINTENANCE)
+    wait_for(lambda: _tag(shop, customer_id).cleared_at is not None, 30, "tag not cleared")
+    assert _tag(shop, customer_id).cleared_at == day15
+    scan(celery_sender, day15)
+    wait_for(lambda: len(sent_to(fake_zalo, user_id)) == 2, 30, "no second nudge")
+
+
+def _tag(shop: Loyalty, customer_id: str) -> CustomerTag:
+    with shop.sessions() as session:
+        return session.scalars(select(CustomerTag).where(
+            CustomerTag.customer_id == customer_id)).one()
+
+
+def _order(order_id: str, customer_id: str, placed: datetime, status: str = "delivered",
+           payment: str = "paid", minutes: int = 0) -> dict:
+    event = order_event(order_id, customer_id, status, payment, total=200_000, shipping=0)
+    event["placed_at"] = placed.isoformat()
+    event["occurred_at"] = (placed + timedelta(minutes=minutes)).isoformat()
+    return event
+
+
+def test_bonus_inside_72h_once_only_reversed_with_a_notice(
+        shop: Loyalty, fake_zalo: FakeZalo, celery_sender: Celery) -> None:
+    customer_id, user_id = add_member(shop, 1850)
+    scan(celery_sender)
+    sent_at = wait_status(shop, customer_id, "sent").sent_at
+    assert sent_at is not None
+    enqueue_order_events([
+        _order("IN-1", customer_id, sent_at + timedelta(hours=71)),
+        _order("IN-2", customer_id, sent_at + timedelta(hours=1)),   # second: no bonus
+        _order("OUT", customer_id, sent_at + timedelta(hours=73)),
+        _order("BEFORE", customer_id, sent_at - timedelta(minutes=5))], celery=celery_sender)
+    wait_until_processed(shop, 4)
+    with shop.sessions() as session:
+        bonuses = list(session.scalars(select(LedgerEntry).where(
+            LedgerEntry.kind == "crosssell_bonus")))
+    [bonus] = bonuses
+    assert bonus.points == 100 and bonus.multiplier == "1"
+    assert bonus.order_id in {"IN-1", "IN-2"}
+    assert bonus.nudge_id == messages(shop, customer_id)[0].id
+
+    enqueue_order_events([_order(bonus.order_id, customer_id, sent_at + timedelta(hours=1),
+                                 "cancelled", "refunded", minutes=600)], celery=celery_sender)
+    notice = wait_status(shop, customer_id, "sent", kind="bonus_reversal")
+    assert bonus.order_id in notice.text and "100" in notice.text
+    assert any(bonus.order_id in r["body"]["message"]["text"]
+               for r in sent_to(fake_zalo, user_id))
+    with shop.sessions() as session:
+        rows = list(session.scalars(select(LedgerEntry).where(
+            LedgerEntry.customer_id == customer_id)))
+        balance = session.get_one(Customer, customer_id).points
+    cancelled = [row for row in rows if row.order_id == bonus.order_id]
+    assert sorted(row.kind for row in cancelled) == [
+        "crosssell_bonus", "crosssell_bonus_reversal", "order_credit", "order_reversal"]
+    assert sum(row.points for row in cancelled) == 0
+    kept = [row.points for row in rows
+            if row.kind == "order_credit" and row.order_id != bonus.order_id]
+    assert len(kept) == 4 and balance == sum(kept)  # the seed row and three orders
+
+
+def test_one_token_refresh_for_many_concurrent_sends_after_expiry(
+        shop: Loyalty, fake_zalo: FakeZalo, celery_sender: Celery) -> None:
+    members = [add_member(shop, 2800 + i) for i in range(12)]
+    fake_zalo.expire_tokens()
+    before = fake_zalo.refresh_calls
+    scan(celery_sender)
+    for customer_id, _ in members:
+        wait_status(shop, customer_id, "sent")
+    assert fake_zalo.refresh_calls - before == 1
+    assert all(len(sent_to(fake_zalo, user_id)) == 1 for _, user_id in members)
+    stored = DbTokenStore(shop.sessions).load()
+    assert stored is not None and stored.access_token != fake_zalo.initial_tokens.access_token
+
+
+@pytest.mark.parametrize("failure", [{"http_status": 500}, {"http_status": 503},
+                                     {"error": -32}])
+def test_5xx_and_rate_limit_end_in_exactly_one_message(
+        shop: Loyalty, fake_zalo: FakeZalo, celery_sender: Celery, failure: dict) -> None:
+    customer_id, user_id = add_member(shop, 1950)
+    fake_zalo.fail_next(CS_PATH, times=2, retry_after=0.2, **failure)
+    scan(celery_sender)
+    nudge = wait_status(shop, customer_id, "sent")
+    assert nudge.attempts == 3
+    assert len(sent_to(fake_zalo, user_id)) == 1
+
+
+def test_a_final_error_is_neither_retried_nor_tagged(
+        shop: Loyalty, fake_zalo: FakeZalo, celery_sender: Celery) -> None:
+    customer_id, user_id = add_member(shop, 1990)
+    fake_zalo.fail_user(user_id, -213)
+    calls_before = len(fake_zalo.access_log)
+    scan(celery_sender)
+    nudge = wait_status(shop, customer_id, "failed")
+    assert (nudge.error_code, nudge.attempts) == (-213, 1)
+    assert len(fake_zalo.access_log) - calls_before == 1
+    assert show_member(shop, customer_id).tags == ()
+    # Nor is the member nudged again by tomorrow's scan.
+    assert run_scan(shop, shop.clock() + timedelta(days=1)).selected == 0
+
+
+def test_a_worker_killed_mid_send_does_not_send_twice(
+        shop: Loyalty, fake_zalo: FakeZalo, celery_sender: Celery,
+        zalo_workers: list[WorkerProcess], tmp_path: Path) -> None:
+    customer_id, user_id = add_member(shop, 2950)
+    fake_zalo.fail_next(CS_PATH, delay=1.5)  # Zalo is slow: the worker dies waiting
+    for worker in zalo_workers:
+        worker.stop()
+    victim = WorkerProcess(shop.settings, tmp_path / "victim.log", name="zvictim").start()
+    scan(celery_sender)
+    wait_status(shop, customer_id, "sending")
+    victim.kill()
+    for worker in zalo_workers:
+        worker.start()
+    # The broker hands the send out again after its visibility timeout; the outbox says the
+    # message is already being sent, so nothing is sent again.
+    wait_for(lambda: not _unacked(celery_sender), 60, "the killed send never came back")
+    [nudge] = messages(shop, customer_id)
+    assert nudge.status == "sending"
+    assert len(sent_to(fake_zalo, user_id)) <= 1
+    # Ten minutes on, the sweep reports it as unknown and does not queue it again.
+    later = datetime.now(UTC) + timedelta(minutes=11)
+    assert nudge.id not in messages_to_enqueue(shop, later)
+    [nudge] = messages(shop, customer_id)
+    assert nudge.status == "unknown"
+    assert len(sent_to(fake_zalo, user_id)) <= 1
+
+
+def _unacked(celery: Celery) -> int:
+    with celery.connection_for_write() as connection:
+        return int(connection.default_channel.client.hlen("unacked"))
