@@ -2,7 +2,8 @@
 
 Customers and orders (some cancelled or returned, some events sent twice, some out of
 order, one naming the wrong customer) go through the producer call onto the embedded Redis;
-real ``celery -A workers worker`` processes apply them to a SQLite file; then a summary.
+real ``celery -A workers worker`` processes apply them to a SQLite file; the daily
+near-tier scan nudges those close to the next tier; then a summary.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -26,13 +28,14 @@ from sqlalchemy import func, select
 from loyalty.bootstrap import Loyalty
 from loyalty.embedded_redis import stop_embedded_redis
 from loyalty.producer import InvalidEvents, enqueue_order_events
-from loyalty.queueing import make_celery
+from loyalty.queueing import enqueue_sends, make_celery
+from loyalty.services.crosssell import ScanReport, run_scan
 from loyalty.services.events import list_refused
 from loyalty.services.members import show_member
 from loyalty.settings import Settings
 from loyalty.storage.db import database_url
 from loyalty.storage.migrate import upgrade
-from loyalty.storage.tables import Customer, LedgerEntry, ProcessedEvent
+from loyalty.storage.tables import Customer, LedgerEntry, Message, ProcessedEvent
 
 SHOP_ZONE = ZoneInfo("Asia/Ho_Chi_Minh")
 NAMES = ["Lan", "Minh", "Hương", "Tuấn", "Mai", "Dũng", "Linh", "Quang", "Thảo", "Huy"]
@@ -90,6 +93,18 @@ def _stop_workers(workers: list[subprocess.Popen[bytes]]) -> None:
             os.killpg(worker.pid, signal.SIGKILL)
 
 
+def _wait_for(condition: Callable[[], bool], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+
+def _sent(loyalty: Loyalty) -> int:
+    with loyalty.sessions() as session:
+        return session.scalar(select(func.count()).select_from(Message).where(
+            Message.status == "sent")) or 0
+
+
 def _wait_processed(loyalty: Loyalty, expected: int, timeout: float = 90) -> int:
     deadline = time.monotonic() + timeout
     done = 0
@@ -137,11 +152,32 @@ def run_demo(data_dir: Path, *, customers: int = 60, workers: int = 2, seed: int
                    f"malformed event naming {', '.join(refused_fields)}.")
         done = _wait_processed(loyalty, distinct)
         elapsed = time.monotonic() - started
+        _wait_for(lambda: bool(list_refused(loyalty)))  # the wrong-customer event
+        scan = run_scan(loyalty, loyalty.clock())
+        enqueue_sends(celery, scan.queued)
+        _wait_for(lambda: _sent(loyalty) >= len(scan.queued))
     finally:
         _stop_workers(procs)
     _summary(loyalty, done, distinct, elapsed)
+    _campaign(loyalty, scan)
     stop_embedded_redis(data_dir)
     click.echo(f"\nLook around: LOYALTY_DATA_DIR={data_dir} loyalty member show C-001")
+
+
+def _campaign(loyalty: Loyalty, scan: ScanReport) -> None:
+    click.echo(f"\nDaily near-tier scan: {scan.selected} member(s) fewer than "
+               f"{loyalty.program.crosssell.near_tier_points} points from the next tier, "
+               f"{len(scan.queued)} nudged (no Zalo credentials: written to the outbox and "
+               f"the log), {scan.unreachable} unreachable.")
+    with loyalty.sessions() as session:
+        first = session.scalars(select(Message).where(Message.kind == "nudge")
+                                .order_by(Message.id).limit(1)).first()
+    if first is not None:
+        view = show_member(loyalty, first.customer_id)
+        tags = ", ".join(f"{tag.name} until {tag.expires_at:%Y-%m-%d %H:%M} UTC"
+                         for tag in view.tags)
+        click.echo(f"Nudge to {first.customer_id} ({first.status}; tags: {tags}):")
+        click.echo("  " + first.text.replace("\n", "\n  "))
 
 
 def _summary(loyalty: Loyalty, done: int, distinct: int, elapsed: float) -> None:

@@ -9,8 +9,8 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from pydantic import SecretStr
 from celery import Celery
+from pydantic import SecretStr
 from sqlalchemy import select
 
 from loyalty.bootstrap import Loyalty
@@ -304,3 +304,39 @@ def test_a_worker_killed_mid_send_does_not_send_twice(
 def _unacked(celery: Celery) -> int:
     with celery.connection_for_write() as connection:
         return int(connection.default_channel.client.hlen("unacked"))
+
+
+def test_birthday_gifts_by_tier_once_a_year_even_if_the_birthday_is_edited(
+        shop: Loyalty, fake_zalo: FakeZalo, celery_sender: Celery) -> None:
+    from loyalty.queueing import BIRTHDAYS
+
+    as_of = datetime.fromisoformat("2027-02-28T08:00:00+07:00")  # 2027 is not a leap year
+    gold, gold_user = add_member(shop, 2500, birthday=date(1990, 2, 28))
+    leapling, leap_user = add_member(shop, 10, birthday=date(1996, 2, 29))
+    other, other_user = add_member(shop, 10, birthday=date(1990, 3, 1))
+    for _ in range(2):  # the job runs twice on the same day
+        celery_sender.send_task(BIRTHDAYS, kwargs={"as_of": as_of.isoformat()},
+                                queue=MAINTENANCE)
+    gift = wait_status(shop, gold, "sent", kind="birthday")
+    wait_status(shop, leapling, "sent", kind="birthday")
+    assert "Vàng" in gift.text and "200.000đ" in gift.text  # the Gold tier's gift
+    [leap_message] = messages(shop, leapling, "birthday")
+    assert "50.000đ" in leap_message.text  # Member's gift
+    assert len(sent_to(fake_zalo, gold_user)) == len(sent_to(fake_zalo, leap_user)) == 1
+    assert messages(shop, other, "birthday") == [] and not sent_to(fake_zalo, other_user)
+
+    # The member moves the birthday to tomorrow: still no second gift within 365 days …
+    with transaction(shop.sessions) as session:
+        session.get_one(Customer, gold).birthday = date(1990, 3, 1)
+    from loyalty.services.birthdays import run_birthdays
+    report = run_birthdays(shop, as_of + timedelta(days=1))
+    assert report.skipped_recent_gift == 1 and gold not in _gifted(shop, report.queued)
+    assert other in _gifted(shop, report.queued)
+    # … and on the new birthday a year later (1 March 2028) the gift comes again.
+    assert gold in _gifted(shop, run_birthdays(shop, as_of + timedelta(days=367)).queued)
+
+
+def _gifted(shop: Loyalty, message_ids: list[int]) -> set[str]:
+    with shop.sessions() as session:
+        return set(session.scalars(select(Message.customer_id).where(
+            Message.id.in_(message_ids))))
