@@ -95,3 +95,25 @@ def test_db_upgrade_is_repeatable(loyalty: Loyalty) -> None:
     first, second = run(loyalty, "db", "upgrade"), run(loyalty, "db", "upgrade")
     assert first.returncode == second.returncode == 0
     assert "up to date" in second.stdout
+
+
+def test_crosssell_run_counts_and_queues_once_per_day(loyalty: Loyalty, tmp_path: Path) -> None:
+    history = tmp_path / "near.jsonl"
+    history.write_text("\n".join(json.dumps(event) for event in [
+        order_event("N-1", "C-near", total=950_000, shipping=0, zalo_user_id="111"),
+        order_event("N-2", "C-mute", total=960_000, shipping=0),  # no way to reach them
+        order_event("N-3", "C-far", total=500_000, shipping=0, zalo_user_id="333"),
+    ]) + "\n", encoding="utf-8")
+    run(loyalty, "events", "import", str(history))
+    as_of = "2026-11-23T09:00:00+07:00"
+    dry = run(loyalty, "crosssell", "run", "--as-of", as_of, "--dry-run")
+    assert dry.stdout.strip() == "selected 1, queued 0, skipped unreachable 1 (dry run)"
+    first = run(loyalty, "crosssell", "run", "--as-of", as_of)
+    assert first.stdout.strip() == "selected 1, queued 1, skipped unreachable 1"
+    again = run(loyalty, "crosssell", "run", "--as-of", "2026-11-23T15:00:00+07:00")
+    assert again.stdout.strip() == "selected 0, queued 0, skipped unreachable 1"
+    naive = run(loyalty, "crosssell", "run", "--as-of", "2026-11-23T09:00:00")
+    assert naive.returncode != 0 and "offset" in naive.stderr
+    assert run(loyalty, "tags", "sweep", "--as-of", as_of).stdout.strip() == "cleared 0 tag(s)"
+    birthdays = run(loyalty, "birthdays", "run", "--as-of", as_of)
+    assert birthdays.returncode == 0 and "gifts queued 0" in birthdays.stdout

@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from celery import Celery
@@ -14,11 +15,13 @@ from pydantic import SecretStr
 from sqlalchemy import select
 
 from loyalty.bootstrap import Loyalty
+from loyalty.embedded_redis import ensure_embedded_redis
 from loyalty.producer import enqueue_order_events
 from loyalty.queueing import CROSSSELL, CROSSSELL_SCAN, MAINTENANCE, SWEEP_TAGS
+from loyalty.services.channels import make_sender
 from loyalty.services.crosssell import run_scan
 from loyalty.services.members import show_member
-from loyalty.services.messaging import messages_to_enqueue
+from loyalty.services.messaging import messages_to_enqueue, send_message
 from loyalty.settings import Settings
 from loyalty.storage.db import transaction
 from loyalty.storage.tables import Customer, CustomerTag, LedgerEntry, Message
@@ -39,9 +42,13 @@ def fake_zalo() -> Iterator[FakeZalo]:
 
 
 @pytest.fixture(scope="module")
-def zalo_settings(migrated: Settings, fake_zalo: FakeZalo) -> Settings:
+def zalo_settings(migrated: Settings, fake_zalo: FakeZalo,
+                  tmp_path_factory: pytest.TempPathFactory) -> Settings:
     pair = fake_zalo.initial_tokens
+    program = tmp_path_factory.mktemp("program") / "program.toml"
+    program.write_text("[crosssell]\nmirror_oa_tag = true\n", encoding="utf-8")
     return migrated.model_copy(update={
+        "program_file": program,
         "zalo_app_id": "fake-app", "zalo_secret_key": SecretStr("fake-secret"),
         "zalo_access_token": SecretStr(pair.access_token),
         "zalo_refresh_token": SecretStr(pair.refresh_token),
@@ -168,6 +175,8 @@ def test_tag_sweep_before_and_after_15_days_then_the_nudge_repeats(
     scan(celery_sender)
     nudge = wait_status(shop, customer_id, "sent")
     assert nudge.sent_at is not None
+    wait_for(lambda: user_id in fake_zalo.tags.get("Đã gửi tin", set()), 30,
+             "the tag was not mirrored on the OA")
     day14 = nudge.sent_at + timedelta(days=14)
     assert run_scan(shop, day14).selected == 0  # still tagged
     celery_sender.send_task(SWEEP_TAGS, kwargs={"as_of": day14.isoformat()},
@@ -177,6 +186,9 @@ def test_tag_sweep_before_and_after_15_days_then_the_nudge_repeats(
                             queue=MAINTENANCE)
     wait_for(lambda: _tag(shop, customer_id).cleared_at is not None, 30, "tag not cleared")
     assert _tag(shop, customer_id).cleared_at == day15
+    # The OA's copy of the tag follows the database.
+    wait_for(lambda: user_id not in fake_zalo.tags.get("Đã gửi tin", set()), 30,
+             "the OA tag was not removed")
     scan(celery_sender, day15)
     wait_for(lambda: len(sent_to(fake_zalo, user_id)) == 2, 30, "no second nudge")
 
@@ -340,3 +352,43 @@ def _gifted(shop: Loyalty, message_ids: list[int]) -> set[str]:
     with shop.sessions() as session:
         return set(session.scalars(select(Message.customer_id).where(
             Message.id.in_(message_ids))))
+
+
+def test_night_time_ban_holds_the_message_until_morning(
+        shop: Loyalty, fake_zalo: FakeZalo, celery_sender: Celery) -> None:
+    customer_id, user_id = add_member(shop, 1980)
+    fake_zalo.fail_next(CS_PATH, error=-234)
+    scan(celery_sender)
+    held = wait_status(shop, customer_id, "held")
+    assert held.error_code == -234 and held.not_before is not None
+    local = held.not_before.astimezone(ZoneInfo("Asia/Ho_Chi_Minh"))
+    assert (local.hour, local.minute) == (8, 0)
+    assert held.not_before - shop.clock() <= timedelta(days=1)
+    assert show_member(shop, customer_id).tags == () and not sent_to(fake_zalo, user_id)
+    # Not due before morning; due after it, and then sent once.
+    assert held.id not in messages_to_enqueue(shop, held.not_before - timedelta(minutes=1))
+    assert held.id in messages_to_enqueue(shop, held.not_before + timedelta(minutes=1))
+    with transaction(shop.sessions) as session:  # morning has come
+        session.get_one(Message, held.id).not_before = shop.clock()
+    celery_sender.send_task("loyalty.messages.send", args=[held.id], queue="messages")
+    wait_status(shop, customer_id, "sent")
+    assert len(sent_to(fake_zalo, user_id)) == 1
+
+
+def test_zns_channel_reaches_members_by_phone(shop: Loyalty, fake_zalo: FakeZalo) -> None:
+    zns = Loyalty.from_settings(shop.settings.model_copy(update={
+        "zalo_channel": "zns", "zalo_template_id": "tpl-1"}))
+    with_phone, _ = add_member(shop, 990)
+    add_member(shop, 995)  # no phone: unreachable by ZNS
+    with transaction(shop.sessions) as session:
+        session.get_one(Customer, with_phone).phone = "0901234567"
+    report = run_scan(zns, zns.clock())
+    assert (report.selected, report.unreachable) == (1, 1)
+    [nudge] = messages(zns, with_phone)
+    assert (nudge.channel, nudge.recipient) == ("zns", "0901234567")
+    sender = make_sender(zns.settings, zns.sessions, zns.settings.redis_url or
+                         f"unix://{ensure_embedded_redis(zns.settings.data_dir)}")
+    assert send_message(zns, nudge.id, sender).status == "sent"
+    [record] = [r for r in fake_zalo.sent if r.get("phone") == "84901234567"]
+    assert record["body"]["template_id"] == "tpl-1"
+    zns.engine.dispose()

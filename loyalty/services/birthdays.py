@@ -21,6 +21,7 @@ class BirthdayReport:
     celebrated: int = 0
     queued: list[int] = field(default_factory=list)
     skipped_recent_gift: int = 0
+    unreachable: int = 0
 
 
 def run_birthdays(loyalty: Loyalty, as_of: datetime) -> BirthdayReport:
@@ -44,6 +45,9 @@ def run_birthdays(loyalty: Loyalty, as_of: datetime) -> BirthdayReport:
                 Message.status != "failed"))
             if not may_receive_gift(loyalty.program, last_gift, as_of):
                 report.skipped_recent_gift += 1
+                continue
+            if not (customer.phone if channel == "zns" else customer.zalo_user_id):
+                report.unreachable += 1
                 continue
             tier = loyalty.program.tier(customer.tier)
             message_id = new_message(

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 import redis
+from sqlalchemy.orm import Session, sessionmaker
 
 from loyalty.logs import mask_phone
 from loyalty.settings import Settings
@@ -77,12 +78,9 @@ def channel_for(settings: Settings) -> str:
     return settings.zalo_channel if settings.zalo_configured else LOG_CHANNEL
 
 
-def make_sender(settings: Settings, sessions: DbTokenStore.Sessions, redis_url: str,
-                now_plus: timedelta = timedelta(hours=24)) -> Sender:
+def make_sender(settings: Settings, sessions: sessionmaker[Session], redis_url: str) -> Sender:
     if not settings.zalo_configured:
         return LogSender()
-    from loyalty.bootstrap import utc_now
-
     client = redis.Redis.from_url(redis_url)
     tokens = TokenManager(
         DbTokenStore(sessions), client, app_id=settings.zalo_app_id,
@@ -93,7 +91,7 @@ def make_sender(settings: Settings, sessions: DbTokenStore.Sessions, redis_url: 
         # fresh and a rejection (-216) refreshes it.
         initial=TokenPair(settings.zalo_access_token.get_secret_value(),
                           settings.zalo_refresh_token.get_secret_value(),
-                          utc_now() + now_plus))
+                          datetime.now(UTC) + timedelta(hours=24)))
     limiter = RedisRateLimiter(client, "loyalty:zalo:rate", settings.zalo_rate_per_second)
     return ZaloSender(ZaloClient(api_url=settings.zalo_api_url,
                                  business_api_url=settings.zalo_business_api_url,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import or_, select, update
@@ -20,6 +20,7 @@ from loyalty.bootstrap import Loyalty
 from loyalty.domain.crosssell import next_morning, tag_expires_at
 from loyalty.services.channels import Outgoing, Sender
 from loyalty.storage.db import transaction
+from loyalty.storage.queries import insert_if_absent
 from loyalty.storage.tables import Customer, CustomerTag, Message
 from loyalty.zalo import (
     ZaloError,
@@ -47,11 +48,9 @@ class SendResult:
 
 
 def new_message(session: Session, *, kind: str, customer: Customer, channel: str,
-                text: str, now: datetime, period: object = None,
+                text: str, now: datetime, period: date | None = None,
                 order_id: str | None = None) -> int | None:
     """Add a pending message unless one of its kind already exists for the period/order."""
-    from loyalty.storage.queries import insert_if_absent
-
     recipient = customer.phone if channel == "zns" else customer.zalo_user_id
     key = ["kind", "order_id"] if order_id is not None else ["kind", "customer_id", "period"]
     return insert_if_absent(session, Message, {

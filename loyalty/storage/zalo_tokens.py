@@ -12,8 +12,6 @@ from loyalty.zalo import TokenPair
 
 
 class DbTokenStore:
-    Sessions = sessionmaker[Session]
-
     def __init__(self, sessions: sessionmaker[Session]):
         self.sessions = sessions
 
