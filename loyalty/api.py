@@ -36,6 +36,8 @@ def _unprocessable(problems: list[dict[str, Any]]) -> JSONResponse:
 def create_app(loyalty: Loyalty,
                enqueue: Callable[[list[dict[str, Any]]], int] = enqueue_order_events) -> FastAPI:
     app = FastAPI(title="Loyalty", version="1")
+    from loyalty.metrics import mount_metrics
+    mount_metrics(app, loyalty)
     settings = loyalty.settings
     zone = ZoneInfo(settings.timezone)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -12,9 +13,14 @@ import click
 from loyalty.bootstrap import Loyalty, get_loyalty
 from loyalty.logs import configure_logging
 from loyalty.program import ProgramError
+from loyalty.queueing import enqueue_sends, make_celery
+from loyalty.services.birthdays import run_birthdays
+from loyalty.services.crosssell import run_scan
 from loyalty.services.events import UnknownRefusedEvent, list_refused, replay_refused
 from loyalty.services.importing import import_events
 from loyalty.services.members import UnknownMember, show_member
+from loyalty.services.messaging import mark_enqueued
+from loyalty.services.tags import sweep_tags
 from loyalty.settings import get_settings
 from loyalty.storage.db import database_url
 from loyalty.storage.migrate import upgrade
@@ -132,6 +138,72 @@ def events_replay(refused_id: int) -> None:
         sys.exit(1)
 
 
+def _as_of(value: str | None) -> datetime:
+    if value is None:
+        return _loyalty().clock()
+    moment = datetime.fromisoformat(value)
+    if moment.tzinfo is None:
+        raise click.BadParameter("needs an offset, e.g. 2026-11-23T09:00:00+07:00",
+                                 param_hint="--as-of")
+    return moment
+
+
+def _queue(message_ids: list[int]) -> None:
+    loyalty = _loyalty()
+    enqueue_sends(make_celery(loyalty.settings, name="loyalty-cli"), message_ids)
+    mark_enqueued(loyalty, message_ids)
+
+
+AS_OF = click.option("--as-of", "as_of", default=None,
+                     help="ISO-8601 time with offset that stands for 'now'.")
+
+
+@main.group()
+def crosssell() -> None:
+    """The near-tier cross-sell campaign."""
+
+
+@crosssell.command("run")
+@AS_OF
+@click.option("--dry-run", is_flag=True, help="Only count who would be nudged.")
+def crosssell_run(as_of: str | None, dry_run: bool) -> None:
+    """The daily near-tier scan, now."""
+    report = run_scan(_loyalty(), _as_of(as_of), dry_run=dry_run)
+    if not dry_run:
+        _queue(report.queued)
+    click.echo(f"selected {report.selected}, queued {len(report.queued)}, "
+               f"skipped unreachable {report.unreachable}" + (" (dry run)" if dry_run else ""))
+
+
+@main.group()
+def tags() -> None:
+    """Member tags."""
+
+
+@tags.command("sweep")
+@AS_OF
+def tags_sweep(as_of: str | None) -> None:
+    """Clear tags whose time is up."""
+    cleared = sweep_tags(_loyalty(), _as_of(as_of))
+    click.echo(f"cleared {len(cleared)} tag(s)")
+
+
+@main.group()
+def birthdays() -> None:
+    """Birthday gifts."""
+
+
+@birthdays.command("run")
+@AS_OF
+def birthdays_run(as_of: str | None) -> None:
+    """The birthday job, now."""
+    report = run_birthdays(_loyalty(), _as_of(as_of))
+    _queue(report.queued)
+    click.echo(f"birthdays today {report.celebrated}, gifts queued {len(report.queued)}, "
+               f"skipped (gift within 365 days) {report.skipped_recent_gift}, "
+               f"unreachable {report.unreachable}")
+
+
 @main.command()
 @click.option("--customers", default=60, show_default=True)
 @click.option("--workers", default=2, show_default=True)
@@ -140,3 +212,20 @@ def demo(customers: int, workers: int) -> None:
     from loyalty.demo import run_demo
 
     run_demo(Path.cwd() / ".loyalty" / "demo", customers=customers, workers=workers)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="The counters as JSON.")
+def stats(as_json: bool) -> None:
+    """Counters for ops (events, points, members per tier), across all workers."""
+    from loyalty.services.stats import read_stats, stats_json
+
+    counters = read_stats(_loyalty())
+    if as_json:
+        click.echo(json.dumps(stats_json(counters), indent=2))
+        return
+    for counts in counters:
+        click.echo(f"{counts.description}:")
+        width = max((len(key) for key in counts.values), default=0)
+        for key, number in counts.values.items():
+            click.echo(f"  {key:<{width}}  {number:>12,}")

@@ -22,6 +22,7 @@ from loyalty.services.channels import make_sender
 from loyalty.services.crosssell import run_scan
 from loyalty.services.members import show_member
 from loyalty.services.messaging import messages_to_enqueue, send_message
+from loyalty.services.stats import read_stats, stats_json
 from loyalty.settings import Settings
 from loyalty.storage.db import transaction
 from loyalty.storage.tables import Customer, CustomerTag, LedgerEntry, Message
@@ -145,6 +146,7 @@ def test_nudge_is_sent_tagged_and_shown_and_text_has_the_members_numbers(
     view = show_member(shop, customer_id)
     [tag] = view.tags
     assert tag.name == "Đã gửi tin" and nudge.sent_at is not None
+    assert stats_json(read_stats(shop))["nudge_messages"]["sent"] == 1
     assert tag.expires_at == nudge.sent_at + timedelta(days=15)
 
 
@@ -282,6 +284,7 @@ def test_a_final_error_is_neither_retried_nor_tagged(
     assert (nudge.error_code, nudge.attempts) == (-213, 1)
     assert len(fake_zalo.access_log) - calls_before == 1
     assert show_member(shop, customer_id).tags == ()
+    assert stats_json(read_stats(shop))["nudge_messages"]["failed"] == 1
     # Nor is the member nudged again by tomorrow's scan.
     assert run_scan(shop, shop.clock() + timedelta(days=1)).selected == 0
 

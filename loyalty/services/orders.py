@@ -158,7 +158,10 @@ def apply_event(session: Session, program: Program, event: OrderEvent, now: date
     """
     if insert_if_absent(session, ProcessedEvent, {
             "event_id": event.event_id, "order_id": event.order_id,
-            "outcome": Outcome.UNCHANGED, "processed_at": now}, ["event_id"]) is None:
+            "outcome": Outcome.UNCHANGED, "duplicates": 0, "processed_at": now},
+            ["event_id"]) is None:
+        session.execute(update(ProcessedEvent).where(ProcessedEvent.event_id == event.event_id)
+                        .values(duplicates=ProcessedEvent.duplicates + 1))
         return Applied(Outcome.DUPLICATE, event.customer.id)
 
     # Lock order: member first, then order. Every event of an order names the order's

@@ -136,6 +136,8 @@ class ProcessedEvent(Base):
     event_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     order_id: Mapped[str] = mapped_column(String(128))
     outcome: Mapped[str] = mapped_column(String(16))
+    # Later deliveries of the same event id: harmless, but worth seeing on a dashboard.
+    duplicates: Mapped[int] = mapped_column(Integer, default=0)
     processed_at: Mapped[datetime] = mapped_column(Timestamp())
 
 

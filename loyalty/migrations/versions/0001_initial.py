@@ -35,6 +35,7 @@ def upgrade() -> None:
     sa.Column('event_id', sa.String(length=128), nullable=False),
     sa.Column('order_id', sa.String(length=128), nullable=False),
     sa.Column('outcome', sa.String(length=16), nullable=False),
+    sa.Column('duplicates', sa.Integer(), nullable=False),
     sa.Column('processed_at', sa.DateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('event_id')
     )

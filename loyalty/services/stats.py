@@ -1,0 +1,125 @@
+"""Counters an operator wants, read from the database.
+
+Every worker process applies events to the same database, so counting there is right across
+all of them, survives restarts, and needs no coordination. Each reader below is one small
+query that returns one or more ``Counts``; a new counter (nudges sent / failed from the
+messages outbox, say) is one more reader appended to ``READERS``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from loyalty.bootstrap import Loyalty
+from loyalty.program import Program
+from loyalty.services.orders import Outcome
+from loyalty.storage.db import transaction
+from loyalty.storage.tables import (
+    LEDGER_KINDS,
+    MESSAGE_KINDS,
+    MESSAGE_STATUSES,
+    Customer,
+    LedgerEntry,
+    Message,
+    ProcessedEvent,
+    RejectedEvent,
+)
+
+
+@dataclass(frozen=True)
+class Counts:
+    """One counter or gauge, broken down by one label (``outcome``, ``kind``, ``tier``…)."""
+
+    name: str
+    description: str
+    label: str
+    values: dict[str, int] = field(default_factory=dict)
+    # A counter only grows (Prometheus can then compute rates); a gauge goes up and down.
+    cumulative: bool = True
+
+
+Reader = Callable[[Session, Program], Iterable[Counts]]
+
+
+def _zeros(keys: Iterable[str]) -> dict[str, int]:
+    # Every known label value is present from the start, so a series never "appears" late and
+    # an alert on its rate works from the first event.
+    return dict.fromkeys(keys, 0)
+
+
+def _grouped(session: Session, column: Any, value: Any, *where: Any) -> dict[str, int]:
+    """``value`` (an aggregate) per distinct ``column``, over the rows matching ``where``."""
+    return {str(key): int(number or 0) for key, number in session.execute(
+        select(column, value).where(*where).group_by(column))}
+
+
+# Outcomes that leave a processed_events row; a duplicate only bumps that row's counter.
+APPLIED_OUTCOMES = tuple(o.value for o in Outcome if o not in (Outcome.DUPLICATE,
+                                                               Outcome.REFUSED))
+
+
+def event_counts(session: Session, program: Program) -> list[Counts]:
+    results = _zeros(APPLIED_OUTCOMES) | _grouped(
+        session, ProcessedEvent.outcome, func.count())
+    duplicates = session.scalar(select(func.coalesce(func.sum(ProcessedEvent.duplicates), 0)))
+    refused = session.scalar(select(func.count()).select_from(RejectedEvent)) or 0
+    waiting = _grouped(session, RejectedEvent.source, func.count(),
+                       RejectedEvent.replayed_at.is_(None)) if refused else {}
+    return [
+        Counts("events", "order events by outcome", "outcome",
+               {"applied": sum(results.values()), "duplicate": int(duplicates or 0),
+                "refused": int(refused)}),
+        Counts("applied_events", "applied order events by what they did", "result", results),
+        Counts("refused_events_waiting", "refused events not yet replayed, by source",
+               "source", _zeros(("http", "queue", "import")) | waiting, cumulative=False),
+    ]
+
+
+def ledger_counts(session: Session, program: Program) -> list[Counts]:
+    rows = session.execute(
+        select(LedgerEntry.kind, func.count(), func.coalesce(func.sum(LedgerEntry.points), 0))
+        .group_by(LedgerEntry.kind)).all()
+    entries = _zeros(LEDGER_KINDS) | {kind: int(number) for kind, number, _ in rows}
+    # Reversals are negative rows; a counter of points taken back reads better positive.
+    points = _zeros(LEDGER_KINDS) | {kind: abs(int(total)) for kind, _, total in rows}
+    return [
+        Counts("ledger_points", "points moved by the ledger, by kind (reversals as positive)",
+               "kind", points),
+        Counts("ledger_entries", "ledger rows by kind", "kind", entries),
+    ]
+
+
+def members_by_tier(session: Session, program: Program) -> list[Counts]:
+    tiers = _zeros(tier.code for tier in program.tiers) | _grouped(
+        session, Customer.tier, func.count())
+    return [Counts("members", "members by tier", "tier", tiers, cumulative=False)]
+
+
+def message_counts(session: Session, program: Program) -> list[Counts]:
+    """Outbox messages (nudges, bonus-reversal notices, birthday gifts) by kind and status."""
+    counts = []
+    for kind in MESSAGE_KINDS:
+        by_status = _zeros(MESSAGE_STATUSES) | _grouped(
+            session, Message.status, func.count(), Message.kind == kind)
+        # sent and failed only grow; pending, held and sending come and go.
+        counts.append(Counts(f"{kind}_messages", f"{kind} messages by status", "status",
+                             by_status, cumulative=False))
+    return counts
+
+
+READERS: tuple[Reader, ...] = (event_counts, ledger_counts, members_by_tier, message_counts)
+
+
+def read_stats(loyalty: Loyalty, readers: Iterable[Reader] = READERS) -> list[Counts]:
+    """Every reader's counters, read in one short transaction."""
+    with transaction(loyalty.sessions) as session:
+        return [counts for reader in readers for counts in reader(session, loyalty.program)]
+
+
+def stats_json(stats: Iterable[Counts]) -> dict[str, dict[str, int]]:
+    return {counts.name: dict(counts.values) for counts in stats}
