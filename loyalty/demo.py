@@ -161,7 +161,8 @@ def run_demo(data_dir: Path, *, customers: int = 60, workers: int = 2, seed: int
     _summary(loyalty, done, distinct, elapsed)
     _campaign(loyalty, scan)
     stop_embedded_redis(data_dir)
-    click.echo(f"\nLook around: LOYALTY_DATA_DIR={data_dir} loyalty member show C-001")
+    # sys.argv[0] is the command as it was typed, e.g. .venv/bin/loyalty under make demo.
+    click.echo(f"\nLook around: LOYALTY_DATA_DIR={data_dir} {sys.argv[0]} member show C-001")
 
 
 def _campaign(loyalty: Loyalty, scan: ScanReport) -> None:
@@ -174,7 +175,7 @@ def _campaign(loyalty: Loyalty, scan: ScanReport) -> None:
                                 .order_by(Message.id).limit(1)).first()
     if first is not None:
         view = show_member(loyalty, first.customer_id)
-        tags = ", ".join(f"{tag.name} until {tag.expires_at:%Y-%m-%d %H:%M} UTC"
+        tags = ", ".join(f"{tag.name} until {tag.expires_at.astimezone(SHOP_ZONE):%d/%m/%Y %H:%M}"
                          for tag in view.tags)
         click.echo(f"Nudge to {first.customer_id} ({first.status}; tags: {tags}):")
         click.echo("  " + first.text.replace("\n", "\n  "))
