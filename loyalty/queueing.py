@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Celery
-from kombu import Queue
+from kombu import Exchange, Queue
 
 from loyalty.embedded_redis import broker_url
 from loyalty.settings import Settings
@@ -41,7 +41,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
         "worker_prefetch_multiplier": 1,
-        "task_queues": [Queue(name) for name in QUEUES],
+        # Each queue on its own exchange and key: without a key all four would be bound to
+        # one exchange, and a message published to it would be copied into every queue.
+        "task_queues": [Queue(name, Exchange(name), routing_key=name) for name in QUEUES],
         "task_default_queue": ORDER_EVENTS,
         "task_routes": {"loyalty.orders.*": {"queue": ORDER_EVENTS},
                         "loyalty.crosssell.*": {"queue": CROSSSELL},

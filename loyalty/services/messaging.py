@@ -24,7 +24,6 @@ from loyalty.storage.queries import insert_if_absent
 from loyalty.storage.tables import Customer, CustomerTag, Message
 from loyalty.zalo import (
     ZaloError,
-    ZaloFinalError,
     ZaloNightBan,
     ZaloQuotaExceeded,
     ZaloRetryable,
@@ -121,7 +120,7 @@ def send_message(loyalty: Loyalty, message_id: int, sender: Sender) -> SendResul
         _finish(loyalty, message_id, status="held", not_before=until, error_code=error.code,
                 error=str(error))
         return SendResult("held")
-    except (ZaloFinalError, ZaloError) as error:
+    except ZaloError as error:  # final for this customer: -213 not a follower, -217 …
         _finish(loyalty, message_id, status="failed", error_code=error.code, error=str(error))
         log.warning("message failed for good", extra={"message_id": message_id,
                                                      "error": str(error)})

@@ -34,18 +34,20 @@ class Applied:
     outcome: Outcome
     customer_id: str
     points: int = 0
-    # Ledger rows this event added (credit, bonus, reversals), for callers that react to them.
-    entries: tuple[LedgerEntry, ...] = ()
     # Outbox messages this event created (a bonus reversal notice), to be sent after commit.
     messages: tuple[int, ...] = ()
 
 
 def _member(session: Session, program: Program, info: CustomerInfo, now: datetime) -> Customer:
-    insert_if_absent(session, Customer, {
-        "id": info.id, "tier": program.tiers[0].code, "points": 0,
-        "created_at": now, "updated_at": now}, ["id"])
+    """The member named by an event, locked; created on the first event that names them."""
     customer = lock_customer(session, info.id)
-    assert customer is not None  # inserted just above, and customers are never deleted
+    if customer is None:
+        # ON CONFLICT: two first events of one new member may race; one inserts, both lock.
+        insert_if_absent(session, Customer, {
+            "id": info.id, "tier": program.tiers[0].code, "points": 0,
+            "created_at": now, "updated_at": now}, ["id"])
+        customer = lock_customer(session, info.id)
+        assert customer is not None  # inserted just above; customers are never deleted
     for field in ("phone", "zalo_user_id", "name", "birthday"):
         value = getattr(info, field)
         if value is not None and getattr(customer, field) != value:
@@ -191,4 +193,4 @@ def apply_event(session: Session, program: Program, event: OrderEvent, now: date
     session.execute(update(ProcessedEvent).where(ProcessedEvent.event_id == event.event_id)
                     .values(outcome=outcome))
     return Applied(outcome, customer.id, sum(entry.points for entry in entries),
-                   tuple(entries), tuple(messages))
+                   tuple(messages))
