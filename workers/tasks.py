@@ -99,7 +99,8 @@ def sweep_due_tags(as_of: str | None = None) -> int:
 
 @app.task(name=queueing.RELAY_OUTBOX)
 def relay_outbox() -> int:
-    due = messages_to_enqueue(get_loyalty(), get_loyalty().clock())
+    loyalty = get_loyalty()
+    due = messages_to_enqueue(loyalty, loyalty.clock())
     queueing.enqueue_sends(app, due)
     return len(due)
 

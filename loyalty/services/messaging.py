@@ -58,7 +58,8 @@ def new_message(session: Session, *, kind: str, customer: Customer, channel: str
         "attempts": 0, "created_at": now, "updated_at": now}, key, returning="id")
 
 
-def _claim(loyalty: Loyalty, message_id: int, now: datetime) -> Outgoing | None:
+def _claim(loyalty: Loyalty, message_id: int, now: datetime) -> tuple[Outgoing, int] | None:
+    """Move a due message to ``sending``; returns it and its attempt number."""
     with transaction(loyalty.sessions) as session:
         message = session.scalars(select(Message).where(Message.id == message_id)
                                   .with_for_update()).one_or_none()
@@ -72,7 +73,8 @@ def _claim(loyalty: Loyalty, message_id: int, now: datetime) -> Outgoing | None:
         message.status = "sending"
         message.attempts += 1
         message.updated_at = now
-        return Outgoing(message.id, message.channel, message.recipient, message.text)
+        return Outgoing(message.id, message.channel, message.recipient, message.text), \
+            message.attempts
 
 
 def _finish(loyalty: Loyalty, message_id: int, **changes: object) -> Message:
@@ -97,15 +99,14 @@ def backoff(attempts: int) -> float:
 
 def send_message(loyalty: Loyalty, message_id: int, sender: Sender) -> SendResult:
     now = loyalty.clock()
-    outgoing = _claim(loyalty, message_id, now)
-    if outgoing is None:
+    claimed = _claim(loyalty, message_id, now)
+    if claimed is None:
         return SendResult("skipped")
+    outgoing, attempts = claimed
     zone = ZoneInfo(loyalty.settings.timezone)
     try:
         provider_id = sender.send(outgoing)
     except ZaloRetryable as error:
-        with transaction(loyalty.sessions) as session:
-            attempts = session.get_one(Message, message_id).attempts
         delay = error.retry_after or backoff(attempts)
         _finish(loyalty, message_id, status="pending", error_code=error.code, error=str(error),
                 not_before=now + timedelta(seconds=delay))
