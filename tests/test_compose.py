@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import socket
 import subprocess
 import sys
@@ -30,7 +29,7 @@ from loyalty.settings import Settings
 from loyalty.storage.tables import Base
 from tests.conftest import POSTGRES_URL, RUN_ID
 from tests.support.tcp_proxy import free_port
-from tests.support.workers import ROOT, settings_env, wait_for
+from tests.support.workers import ROOT, ChildProcess, settings_env, wait_for
 
 COMPOSE: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 SERVICES: dict[str, dict[str, Any]] = COMPOSE["services"]
@@ -171,51 +170,6 @@ def _with_option(argv: list[str], option: str, value: str) -> list[str]:
     raise AssertionError(f"{option} not in {argv}")
 
 
-class Service:
-    """One compose service's command as a child process in its own process group."""
-
-    def __init__(self, name: str, argv: list[str], env: dict[str, str], log_path: Path):
-        self.name = name
-        self.argv = argv
-        self.env = env
-        self.log_path = log_path
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> Service:
-        with open(self.log_path, "wb") as log:  # the child keeps its own copy of the fd
-            self.process = subprocess.Popen(
-                [str(BIN / self.argv[0]), *self.argv[1:]], cwd=ROOT, env=self.env,
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        return self
-
-    def log(self) -> str:
-        return self.log_path.read_text(encoding="utf-8", errors="replace")
-
-    def wait_in_log(self, text: str, timeout: float) -> None:
-        def seen() -> bool:
-            assert self.process is not None
-            if self.process.poll() is not None:
-                raise AssertionError(f"{self.name} exited:\n{self.log()[-3000:]}")
-            return text in self.log()
-
-        wait_for(seen, timeout, f"{self.name} never logged {text!r}:\n{self.log()[-3000:]}")
-
-    def terminate(self) -> None:
-        """SIGTERM to the whole group (a worker's pool children too), without waiting."""
-        if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-
-    def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.terminate()
-        try:
-            self.process.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(10)
-
-
 def service_env(settings: Settings, service: str) -> dict[str, str]:
     """This run's settings, narrowed to the variables compose gives ``service``."""
     given = environment(service)
@@ -253,7 +207,7 @@ def stack(migrated: Settings, tmp_path_factory: pytest.TempPathFactory
     overrides = {"beat": ("--schedule", str(logs / "celerybeat-schedule")),
                  "api": ("--port", ports["api"]["8000"]),
                  "flower": ("--port", ports["flower"]["5555"])}
-    services: dict[str, Service] = {}
+    services: dict[str, ChildProcess] = {}
     envs: dict[str, dict[str, str]] = {}
     for name in OURS:
         if name == "migrate":
@@ -264,7 +218,8 @@ def stack(migrated: Settings, tmp_path_factory: pytest.TempPathFactory
         envs[name] = service_env(migrated, name)
         if name == "flower":
             envs[name]["FLOWER_BASIC_AUTH"] = ":".join(FLOWER_AUTH)
-        services[name] = Service(name, argv, envs[name], logs / f"{name}.log")
+        argv = [str(BIN / argv[0]), *argv[1:]]
+        services[name] = ChildProcess(name, argv, envs[name], logs / f"{name}.log")
     try:
         for service in services.values():
             service.start()

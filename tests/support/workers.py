@@ -43,48 +43,76 @@ def settings_env(settings: Settings, **extra: str) -> dict[str, str]:
     return env
 
 
-class WorkerProcess:
-    """``celery -A workers worker`` as a child process in its own process group."""
+class ChildProcess:
+    """A command as a child process in its own process group, its output in a log file.
 
-    def __init__(self, settings: Settings, log_path: Path, *, name: str,
-                 concurrency: int = 2, queues: str | None = None):
-        self.settings = settings
-        self.log_path = log_path
+    The group matters: a Celery worker's pool children must get the same signal as it.
+    """
+
+    def __init__(self, name: str, argv: list[str], env: dict[str, str], log_path: Path):
         self.name = name
-        self.concurrency = concurrency
-        self.queues = queues
+        self.argv = argv
+        self.env = env
+        self.log_path = log_path
         self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> WorkerProcess:
-        start_of_log = self.log_path.stat().st_size if self.log_path.exists() else 0
-        command = [sys.executable, "-m", "celery", "-A", "workers", "worker",
-                   "--loglevel=info", f"--concurrency={self.concurrency}",
-                   f"--hostname={self.name}@%h", "--without-gossip", "--without-mingle"]
-        if self.queues:
-            command += ["-Q", self.queues]
-        log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child process
-        self.process = subprocess.Popen(command, cwd=ROOT, env=settings_env(self.settings),
-                                        stdout=log, stderr=subprocess.STDOUT,
-                                        start_new_session=True)
-        wait_for(lambda: b"ready." in self.log_path.read_bytes()[start_of_log:], 60,
-                 f"worker {self.name} did not start; see {self.log_path}")
+    def start(self) -> ChildProcess:
+        with open(self.log_path, "ab") as log:  # the child keeps its own copy of the fd
+            self.process = subprocess.Popen(self.argv, cwd=ROOT, env=self.env, stdout=log,
+                                            stderr=subprocess.STDOUT, start_new_session=True)
         return self
 
+    def log(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    def wait_in_log(self, text: str, timeout: float, *, after: int = 0) -> None:
+        """Until ``text`` shows in the log (past byte ``after``); fails if the child exits."""
+        def seen() -> bool:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                raise AssertionError(f"{self.name} exited:\n{self.log()[-3000:]}")
+            return text.encode() in self.log_path.read_bytes()[after:]
+
+        wait_for(seen, timeout, f"{self.name} never logged {text!r}:\n{self.log()[-3000:]}")
+
     def kill(self) -> None:
-        """SIGKILL the worker and its pool children at once, as a crash would."""
+        """SIGKILL the whole group at once, as a crash would."""
         assert self.process is not None
         os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait(10)
 
+    def terminate(self) -> None:
+        """SIGTERM to the whole group, without waiting."""
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+
     def stop(self) -> None:
         if self.process is None or self.process.poll() is not None:
             return
-        os.killpg(self.process.pid, signal.SIGTERM)
+        self.terminate()
         try:
             self.process.wait(30)
         except subprocess.TimeoutExpired:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(10)
+
+
+class WorkerProcess(ChildProcess):
+    """``celery -A workers worker`` serving every queue (or ``queues``) with ``settings``."""
+
+    def __init__(self, settings: Settings, log_path: Path, *, name: str,
+                 concurrency: int = 2, queues: str | None = None):
+        argv = [sys.executable, "-m", "celery", "-A", "workers", "worker", "--loglevel=info",
+                f"--concurrency={concurrency}", f"--hostname={name}@%h", "--without-gossip",
+                "--without-mingle"] + (["-Q", queues] if queues else [])
+        super().__init__(name, argv, settings_env(settings), log_path)
+        self.settings = settings
+
+    def start(self) -> WorkerProcess:
+        start_of_log = self.log_path.stat().st_size if self.log_path.exists() else 0
+        super().start()
+        self.wait_in_log("ready.", 60, after=start_of_log)
+        return self
 
 
 def wait_for(condition: Callable[[], bool], timeout: float, message: str,
