@@ -24,6 +24,9 @@ from bench.report import format_result
 BENCHMARKS: tuple[str, ...] = (
     "bench.order_events",
     "bench.importing",
+    "bench.scan",
+    "bench.sends",
+    "bench.memory",
 )
 
 
