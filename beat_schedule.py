@@ -11,18 +11,10 @@ from typing import Any
 
 from celery.schedules import crontab
 
-from loyalty.program import load_program
-from loyalty.queueing import (
-    BIRTHDAYS,
-    CROSSSELL,
-    CROSSSELL_SCAN,
-    MAINTENANCE,
-    RELAY_OUTBOX,
-    SWEEP_TAGS,
-)
-from loyalty.settings import get_settings
+from loyalty.bootstrap import get_loyalty
+from loyalty.queueing import BIRTHDAYS, CROSSSELL_SCAN, RELAY_OUTBOX, SWEEP_TAGS
 
-_program = load_program(get_settings().program_file)
+_program = get_loyalty().program
 _scan_at = _program.crosssell.scan_at
 _birthdays_at = _program.birthdays.send_at
 
@@ -30,23 +22,19 @@ SCHEDULE: dict[str, dict[str, Any]] = {
     "crosssell-daily-scan": {
         "task": CROSSSELL_SCAN,
         "schedule": crontab(hour=_scan_at.hour, minute=_scan_at.minute),
-        "options": {"queue": CROSSSELL},
     },
     "birthday-gifts": {
         "task": BIRTHDAYS,
         "schedule": crontab(hour=_birthdays_at.hour, minute=_birthdays_at.minute),
-        "options": {"queue": MAINTENANCE},
     },
     # Tags fall due at any minute (15 days after their nudge was sent).
     "tag-sweep": {
         "task": SWEEP_TAGS,
         "schedule": crontab(minute="*/5"),
-        "options": {"queue": MAINTENANCE},
     },
     # Held messages (night ban, quota) and sends whose task was lost.
     "outbox-relay": {
         "task": RELAY_OUTBOX,
         "schedule": 60.0,
-        "options": {"queue": MAINTENANCE},
     },
 }

@@ -8,7 +8,6 @@ is empty, and only emptied again while it still carries this run's marker.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import shutil
@@ -23,15 +22,14 @@ from typing import Any
 
 import psycopg
 import redis
-from pydantic import SecretStr
 
 from bench.report import Result
+from devtools.redis_db import MARKER, claim_redis_db, release_redis_db
 from loyalty.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 POSTGRES_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432")
 REDIS_HOST_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379")
-RUN_MARKER = "loyalty-bench-run"
 WEBHOOK_SECRET = "bench-webhook-secret"
 
 
@@ -53,20 +51,6 @@ class Benchmark:
     summary: str
     run: Callable[[Context], Result]
     add_arguments: Callable[[argparse.ArgumentParser], None] | None = None
-
-
-def _claim_redis_db(run_id: str) -> int:
-    for number in range(15, 0, -1):
-        with redis.Redis.from_url(f"{REDIS_HOST_URL}/{number}") as client:
-            # Atomic: written only into an empty database, so two runs (or a test run) at
-            # once never share a number.
-            claimed = client.eval(
-                "if redis.call('DBSIZE') == 0 then"
-                " return redis.call('SET', KEYS[1], ARGV[1], 'NX') else return nil end",
-                1, RUN_MARKER, run_id)
-        if claimed:
-            return number
-    raise BenchError("no empty Redis database number left for this benchmark run")
 
 
 # Deletes everything but the claim marker, so the number stays ours between phases.
@@ -95,7 +79,7 @@ class Context:
     def __enter__(self) -> Context:
         self._stack.callback(self._remove_workdir)
         try:
-            self._redis_number = _claim_redis_db(self.run_id)
+            self._redis_number = claim_redis_db(REDIS_HOST_URL, self.run_id)
         except BaseException:
             self.failed = True
             self._stack.close()
@@ -121,14 +105,13 @@ class Context:
     def reset_redis(self) -> None:
         """Empty this run's Redis database between phases (queues, counters, kombu keys)."""
         with self.redis() as client:
-            marker = client.eval(_EMPTY_BUT_MARKER, 1, RUN_MARKER)
+            marker = client.eval(_EMPTY_BUT_MARKER, 1, MARKER)
         if marker != self.run_id.encode():
             raise BenchError(f"Redis database {self._redis_number} is no longer this run's")
 
     def _release_redis(self) -> None:
-        with self.redis() as client:
-            if client.get(RUN_MARKER) == self.run_id.encode():
-                client.flushdb()
+        assert self._redis_number is not None
+        release_redis_db(REDIS_HOST_URL, self._redis_number, self.run_id)
 
     # --- PostgreSQL ------------------------------------------------------------------
     def new_database(self, label: str, *, migrate: bool = True) -> str:
@@ -177,24 +160,6 @@ class Context:
             print(f"logs kept in {self.workdir}")
         else:
             shutil.rmtree(self.workdir, ignore_errors=True)
-
-
-def child_env(settings: Settings) -> dict[str, str]:
-    """The environment that makes a child process (worker, API, CLI) see ``settings``.
-
-    Built from the model's fields rather than a fixed list, so a setting added later reaches
-    the children without touching this file.
-    """
-    env = {key: value for key, value in os.environ.items() if not key.startswith("LOYALTY_")}
-    for name, value in settings.model_dump().items():
-        if isinstance(value, SecretStr):
-            value = value.get_secret_value()
-        if value is None or value == "":
-            continue
-        text = json.dumps(value) if isinstance(value, dict | list) else str(value)
-        env[f"LOYALTY_{name.upper()}"] = text
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
-    return env
 
 
 def machine() -> dict[str, Any]:

@@ -23,7 +23,7 @@ from typing import Any
 
 import psycopg
 
-from bench.core import ROOT, BenchError, Benchmark, Context, child_env, env_int
+from bench.core import ROOT, BenchError, Benchmark, Context, env_int
 from bench.eventgen import order_events
 from bench.order_events import END_TO_END
 from bench.procs import (
@@ -35,6 +35,7 @@ from bench.procs import (
     machine_busy_seconds,
 )
 from bench.report import Rate, Result, ratio
+from devtools.processes import settings_env
 from loyalty.services.importing import BATCH
 
 NAME = "import"
@@ -117,7 +118,7 @@ def import_command(ctx: Context, path: Path, count: int) -> Imported:
     with psycopg.connect(ctx.conninfo(url), autocommit=True) as db, \
             log_path.open("w") as log, \
             subprocess.Popen([str(BIN / "loyalty"), "events", "import", str(path)], cwd=ROOT,
-                             env=child_env(ctx.settings(url)), stdout=log,
+                             env=settings_env(ctx.settings(url)), stdout=log,
                              stderr=subprocess.STDOUT, text=True) as command:
         try:
             while command.poll() is None:

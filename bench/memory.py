@@ -26,9 +26,9 @@ from itertools import pairwise
 import psycopg
 
 from bench.core import Benchmark, Context, env_int
-from bench.procs import Child
 from bench.report import Ratio, Result
 from bench.sends import describe_run, send_all, zalo_shop
+from devtools.processes import ChildProcess
 
 NAME = "memory"
 # Far above what two pool processes can send: the limiter never makes anyone wait.
@@ -95,14 +95,14 @@ class Sampler:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def start(self, workers: list[Child]) -> None:
+    def start(self, workers: list[ChildProcess]) -> None:
         """The baseline sample (idle workers), then the sampling thread."""
         self.take(workers, 0)
         self._thread = threading.Thread(target=self._loop, args=(workers,),
                                         name="bench-memory-sampler", daemon=True)
         self._thread.start()
 
-    def _loop(self, workers: list[Child]) -> None:
+    def _loop(self, workers: list[ChildProcess]) -> None:
         with psycopg.connect(self.conninfo, autocommit=True) as db:
             while not self._stop.wait(SAMPLE_EVERY):
                 row = db.execute("SELECT count(*) FROM messages WHERE status = 'sent'"
@@ -114,13 +114,13 @@ class Sampler:
         if self._thread is not None:
             self._thread.join(10)
 
-    def finish(self, workers: list[Child], done: int) -> None:
+    def finish(self, workers: list[ChildProcess], done: int) -> None:
         """Stop sampling and take the last sample, while the workers still run."""
         if self._thread is not None and not self._stop.is_set():
             self.stop()
             self.take(workers, done)
 
-    def take(self, workers: list[Child], done: int) -> None:
+    def take(self, workers: list[ChildProcess], done: int) -> None:
         worker = workers[0]
         if worker.process is None:
             return
@@ -166,7 +166,7 @@ def run(ctx: Context) -> Result:
     with zalo_shop(ctx, "memory", count=count, rate=HIGH_RATE) as shop:
         sampler = Sampler(ctx.conninfo(shop.url))
 
-        def on_poll(workers: list[Child], done: int) -> None:
+        def on_poll(workers: list[ChildProcess], done: int) -> None:
             if done >= count:
                 sampler.finish(workers, done)
 

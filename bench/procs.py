@@ -2,85 +2,34 @@
 
 from __future__ import annotations
 
-import ctypes
 import os
-import signal
 import socket
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager, suppress
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import requests
 from celery import Celery
 
-from bench.core import ROOT, BenchError, Context, child_env
+from bench.core import BenchError, Context
+from devtools.processes import (
+    CLOCK_TICKS,
+    ChildProcess,
+    cpu_seconds,
+    settings_env,
+    worker_argv,
+)
 from loyalty.queueing import make_celery
 from loyalty.settings import Settings
 
 BIN = Path(sys.executable).parent
-_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:
-    # If the benchmark itself is killed (SIGKILL skips every cleanup), its direct children get
-    # SIGTERM from the kernel instead of running on; a Celery worker then stops its own pool.
-    with suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
-class Child:
-    """A long-running process in its own process group, stopped with everything it forked."""
-
-    def __init__(self, name: str, command: list[str], env: dict[str, str], log_path: Path):
-        self.name = name
-        self.command = command
-        self.env = env
-        self.log_path = log_path
-        self.process: subprocess.Popen[bytes] | None = None
-        self._stopped = False
-
-    def start(self, ready: Callable[[], bool], timeout: float = 60) -> Child:
-        with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(
-                self.command, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True, preexec_fn=_die_with_parent)
-        deadline = time.monotonic() + timeout
-        while not ready():
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise BenchError(f"{self.name} did not start; see {self.log_path}")
-            time.sleep(0.1)
-        return self
-
-    def pids(self) -> list[int]:
-        """Every live process of this child's group (a worker and its pool processes)."""
-        if self.process is None or self.process.poll() is not None:
-            return []
-        return [pid for pid, group in _process_groups() if group == self.process.pid]
-
-    def stop(self, timeout: float = 30) -> None:
-        if self.process is None or self._stopped:
-            return
-        self._stopped = True
-        # The whole group, even when its leader is gone: a dead worker can leave pool
-        # processes behind.
-        with suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            with suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(10)
 
 
 @contextmanager
 def celery_workers(ctx: Context, settings: Settings, app: str, *, label: str
-                   ) -> Iterator[list[Child]]:
+                   ) -> Iterator[list[ChildProcess]]:
     """``celery -A APP worker`` processes as ops start them, stopped when the block ends.
 
     The loyalty workers and the no-op baseline go through this same function, so they run
@@ -90,14 +39,14 @@ def celery_workers(ctx: Context, settings: Settings, app: str, *, label: str
     control = make_celery(settings, name="bench-control")
     with ExitStack() as stack:
         stack.callback(control.close)
-        started: list[Child] = []
+        started: list[ChildProcess] = []
         for number in range(args.workers):
-            hostname = f"{label}{number}-{ctx.run_id}@bench"
-            command = [sys.executable, "-m", "celery", "-A", app, "worker",
-                       f"--loglevel={args.worker_loglevel}", f"--concurrency={args.concurrency}",
-                       f"--hostname={hostname}", "--without-gossip", "--without-mingle"]
-            child = Child(f"{label}{number}", command, child_env(settings),
-                          ctx.log_path(f"{label}{number}"))
+            name = f"{label}{number}-{ctx.run_id}"
+            command = worker_argv(name=name, concurrency=args.concurrency,
+                                  loglevel=args.worker_loglevel, app=app)
+            child = ChildProcess(f"{label}{number}", command, settings_env(settings),
+                                 ctx.log_path(f"{label}{number}"))
+            hostname = f"{name}@{socket.gethostname()}"
             stack.callback(child.stop)
             started.append(child.start(lambda name=hostname: _answers_ping(control, name)))
         yield started
@@ -110,12 +59,13 @@ def _answers_ping(control: Celery, hostname: str) -> bool:
 
 
 @contextmanager
-def api_server(ctx: Context, settings: Settings) -> Iterator[tuple[Child, str]]:
+def api_server(ctx: Context, settings: Settings) -> Iterator[tuple[ChildProcess, str]]:
     """``loyalty serve`` on a free port; yields the child and its base URL."""
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
-    child = Child("api", [str(BIN / "loyalty"), "serve", "--host", "127.0.0.1",
-                          "--port", str(port)], child_env(settings), ctx.log_path("api"))
+    child = ChildProcess("api", [str(BIN / "loyalty"), "serve", "--host", "127.0.0.1",
+                                 "--port", str(port)], settings_env(settings),
+                         ctx.log_path("api"))
     try:
         child.start(lambda: _healthy(base))
         yield child, base
@@ -158,34 +108,12 @@ def wait_for_count(read: Callable[[], int], target: int, *, what: str,
 
 # --- CPU time, read from /proc (Linux) -------------------------------------------------
 
-def _stat_fields(pid: int | str) -> list[str] | None:
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            text = stat.read()
-    except OSError:
-        return None
-    # The command name is in parentheses and may contain spaces: split after it.
-    return text[text.rindex(")") + 2:].split()
-
-
-def _process_groups() -> Iterator[tuple[int, int]]:
-    for entry in os.listdir("/proc"):
-        if entry.isdigit() and (fields := _stat_fields(entry)) is not None:
-            yield int(entry), int(fields[2])
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds a live process has used so far (0 once it is gone)."""
-    fields = _stat_fields(pid)
-    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS if fields else 0.0
-
-
 def machine_busy_seconds() -> float:
     """CPU seconds all processes of the machine have used since boot (/proc/stat)."""
     with open("/proc/stat") as stat:
         fields = [int(value) for value in stat.readline().split()[1:]]
     idle, iowait = fields[3], fields[4]
-    return (sum(fields[:8]) - idle - iowait) / _CLOCK_TICKS
+    return (sum(fields[:8]) - idle - iowait) / CLOCK_TICKS
 
 
 OTHERS = "other processes on the machine"

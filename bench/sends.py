@@ -6,7 +6,7 @@ Zalo user id) and one pending nudge each in ``messages``; a ``FakeZalo`` in this
 ``celery -A workers worker`` with ``LOYALTY_ZALO_*`` pointing at it, the token pair stored
 the way ops authorise the OA (``DbTokenStore(...).save(...)``), and
 ``LOYALTY_ZALO_RATE_PER_SECOND`` set to the limit under test. The clock runs from the first
-``enqueue_sends`` until every message is ``sent`` (or failed for good).
+``TaskQueue.send_messages`` until every message is ``sent`` (or failed for good).
 
 Three runs: one with a limit above what the workers can do (``--send-rate``, so the figure
 is the send path's own speed), one below it (``--capped-rate``, to show that the shared
@@ -35,7 +35,6 @@ from bench.core import Benchmark, Context, env_int
 from bench.noop import noop_baseline
 from bench.order_events import WorkerLog
 from bench.procs import (
-    Child,
     CpuMeter,
     celery_workers,
     crowding_warning,
@@ -43,13 +42,13 @@ from bench.procs import (
     wait_for_count,
 )
 from bench.report import Rate, Ratio, Result, ratio
+from devtools.fake_zalo import CS_PATH, FakeZalo
+from devtools.processes import ChildProcess
 from loyalty.bootstrap import Loyalty
 from loyalty.domain.crosssell import bonus_deadline, nudge_text
-from loyalty.queueing import enqueue_sends, make_celery
+from loyalty.queueing import TaskQueue, make_celery
 from loyalty.settings import Settings
 from loyalty.storage.zalo_tokens import DbTokenStore
-from loyalty.zalo import FakeZalo
-from loyalty.zalo.fake_server import CS_PATH
 
 NAME = "sends"
 NOOP_LABEL = "baseline: Celery no-op tasks"  # what bench.noop calls its rate
@@ -168,7 +167,7 @@ WORKER_MAIN = "worker main process"
 WORKER_POOL = "worker pool processes"
 
 
-def _pids(workers: list[Child]) -> list[int]:
+def _pids(workers: list[ChildProcess]) -> list[int]:
     return [pid for worker in workers for pid in worker.pids()]
 
 
@@ -184,10 +183,10 @@ class SendRun:
 
 
 def send_all(ctx: Context, shop: Shop, label: str, *, rate_label: str,
-             on_poll: Callable[[list[Child], int], None] | None = None,
-             before_enqueue: Callable[[list[Child]], None] | None = None,
+             on_poll: Callable[[list[ChildProcess], int], None] | None = None,
+             before_enqueue: Callable[[list[ChildProcess]], None] | None = None,
              poll_interval: float = 0.2) -> SendRun:
-    """Start the workers, enqueue every nudge with ``enqueue_sends``, wait until all are
+    """Start the workers, enqueue every nudge with ``TaskQueue.send_messages``, wait until all are
     sent or failed. ``on_poll(workers, done)`` runs at every poll (memory sampling)."""
     count = len(shop.message_ids)
     producer = make_celery(shop.settings, name="bench-sender")
@@ -213,7 +212,7 @@ def send_all(ctx: Context, shop: Shop, label: str, *, rate_label: str,
                 return done
 
             started = time.monotonic()
-            enqueue_sends(producer, shop.message_ids)
+            TaskQueue(producer).send_messages(shop.message_ids)
             enqueued = time.monotonic()
             finished = wait_for_count(read, count, what=f"{label} sends",
                                       interval=poll_interval)
@@ -244,7 +243,7 @@ def describe_run(run: SendRun, limit: float, label: str | None = None) -> list[s
     spread = (f"median {statistics.median(task_ms):.1f} ms, p95 "
               f"{statistics.quantiles(task_ms, n=20)[-1]:.1f} ms" if len(task_ms) > 1 else "n/a")
     notes = [
-        f"{label}: {run.rate.count:,} sends; enqueue_sends took "
+        f"{label}: {run.rate.count:,} sends; send_messages took "
         f"{run.enqueue_seconds:.2f} s; statuses at the end {run.statuses}; the fake Zalo accepted "
         f"{run.fake_received:,} messages; {describe_seconds(run.per_second)}; "
         f"task time {spread}; {run.log.retries} retries",

@@ -7,7 +7,6 @@ import hmac
 import json
 from collections.abc import Callable
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import redis
 from fastapi import FastAPI, Header, HTTPException, Request
@@ -39,7 +38,7 @@ def create_app(loyalty: Loyalty,
     from loyalty.metrics import mount_metrics
     mount_metrics(app, loyalty)
     settings = loyalty.settings
-    zone = ZoneInfo(settings.timezone)
+    zone = loyalty.zone
 
     def require_token(authorization: str | None) -> None:
         token = settings.api_token.get_secret_value()

@@ -1,18 +1,34 @@
-"""Wiring: settings, program and database for one process."""
+"""The composition root: everything one process needs, built from settings in one place.
+
+Services receive a ``Loyalty`` and use its parts: the program, the database, the clock and
+the shop's zone, and the adapters built here on first use (Redis, the Celery app and its
+``TaskQueue``, the message sender and what follows a sent message).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from functools import lru_cache
+from datetime import UTC, datetime, timedelta
+from functools import cached_property, lru_cache, partial
+from zoneinfo import ZoneInfo
 
+import redis
+from celery import Celery
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from loyalty.domain.messages import Channel, MessageKind
+from loyalty.embedded_redis import redis_url
 from loyalty.program import Program, load_program
+from loyalty.queueing import TaskQueue, make_celery
+from loyalty.senders import LogSender, ZaloSender
+from loyalty.services.outbox import OnSent
+from loyalty.services.tags import tag_nudged_member
 from loyalty.settings import Settings, get_settings
 from loyalty.storage.db import database_url, make_engine, make_session_factory
+from loyalty.storage.zalo_tokens import DbTokenStore
+from loyalty.zalo import RedisRateLimiter, TokenManager, TokenPair, ZaloClient
 
 
 def utc_now() -> datetime:
@@ -33,6 +49,56 @@ class Loyalty:
         program = load_program(settings.program_file)
         engine = make_engine(database_url(settings))
         return cls(settings, program, engine, make_session_factory(engine))
+
+    @cached_property
+    def zone(self) -> ZoneInfo:
+        """The shop's zone: schedules, campaign days, times shown to members."""
+        return ZoneInfo(self.settings.timezone)
+
+    @property
+    def channel(self) -> Channel:
+        """Where new messages go: the configured Zalo channel, or the log without Zalo."""
+        return Channel(self.settings.zalo_channel) if self.settings.zalo_configured \
+            else Channel.LOG
+
+    @cached_property
+    def redis(self) -> redis.Redis:
+        return redis.Redis.from_url(redis_url(self.settings))
+
+    @cached_property
+    def celery(self) -> Celery:
+        return make_celery(self.settings)
+
+    @cached_property
+    def tasks(self) -> TaskQueue:
+        return TaskQueue(self.celery)
+
+    @cached_property
+    def sender(self) -> LogSender | ZaloSender:
+        settings = self.settings
+        if not settings.zalo_configured:
+            return LogSender()
+        tokens = TokenManager(
+            DbTokenStore(self.sessions), self.redis, app_id=settings.zalo_app_id,
+            secret_key=settings.zalo_secret_key.get_secret_value(),
+            oauth_url=settings.zalo_oauth_url, http_timeout=settings.zalo_timeout_seconds,
+            lock_timeout=max(60.0, 3 * settings.zalo_timeout_seconds),
+            # The configured pair is the first one; its age is unknown, so it is assumed
+            # fresh and a rejection (-216) refreshes it.
+            initial=TokenPair(settings.zalo_access_token.get_secret_value(),
+                              settings.zalo_refresh_token.get_secret_value(),
+                              utc_now() + timedelta(hours=24)))
+        limiter = RedisRateLimiter(self.redis, "loyalty:zalo:rate",
+                                   settings.zalo_rate_per_second)
+        return ZaloSender(ZaloClient(api_url=settings.zalo_api_url,
+                                     business_api_url=settings.zalo_business_api_url,
+                                     tokens=tokens, timeout=settings.zalo_timeout_seconds,
+                                     rate_limiter=limiter), settings.zalo_template_id)
+
+    @cached_property
+    def on_sent(self) -> Mapping[MessageKind, OnSent]:
+        """What follows a sent message, by kind: the outbox itself knows no campaign."""
+        return {MessageKind.NUDGE: partial(tag_nudged_member, self)}
 
 
 @lru_cache

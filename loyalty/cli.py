@@ -7,20 +7,18 @@ import os
 import sys
 from datetime import datetime
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import click
 
 from loyalty.bootstrap import Loyalty, get_loyalty
 from loyalty.logs import configure_logging
 from loyalty.program import ProgramError
-from loyalty.queueing import enqueue_sends, make_celery
 from loyalty.services.birthdays import run_birthdays
 from loyalty.services.crosssell import run_scan
 from loyalty.services.events import UnknownRefusedEvent, list_refused, replay_refused
 from loyalty.services.importing import import_events
 from loyalty.services.members import UnknownMember, show_member
-from loyalty.services.messaging import mark_enqueued
+from loyalty.services.outbox import dispatch
 from loyalty.services.tags import sweep_tags
 from loyalty.settings import get_settings
 from loyalty.storage.db import database_url
@@ -79,7 +77,7 @@ def member_show(customer_id: str, as_json: bool) -> None:
         view = show_member(loyalty, customer_id)
     except UnknownMember:
         raise click.ClickException(f"no member {customer_id}") from None
-    document = view.to_json(ZoneInfo(loyalty.settings.timezone))
+    document = view.to_json(loyalty.zone)
     if as_json:
         click.echo(json.dumps(document, ensure_ascii=False, indent=2))
         return
@@ -156,12 +154,6 @@ def _as_of(value: str | None) -> datetime:
     return moment
 
 
-def _queue(message_ids: list[int]) -> None:
-    loyalty = _loyalty()
-    enqueue_sends(make_celery(loyalty.settings, name="loyalty-cli"), message_ids)
-    mark_enqueued(loyalty, message_ids)
-
-
 AS_OF = click.option("--as-of", "as_of", default=None,
                      help="ISO-8601 time with offset that stands for 'now'.")
 
@@ -178,7 +170,7 @@ def crosssell_run(as_of: str | None, dry_run: bool) -> None:
     """The daily near-tier scan, now."""
     report = run_scan(_loyalty(), _as_of(as_of), dry_run=dry_run)
     if not dry_run:
-        _queue(report.queued)
+        dispatch(_loyalty(), report.queued)
     click.echo(f"selected {report.selected}, queued {len(report.queued)}, "
                f"skipped unreachable {report.unreachable}" + (" (dry run)" if dry_run else ""))
 
@@ -206,7 +198,7 @@ def birthdays() -> None:
 def birthdays_run(as_of: str | None) -> None:
     """The birthday job, now."""
     report = run_birthdays(_loyalty(), _as_of(as_of))
-    _queue(report.queued)
+    dispatch(_loyalty(), report.queued)
     click.echo(f"birthdays today {report.celebrated}, gifts queued {len(report.queued)}, "
                f"skipped (gift within 365 days) {report.skipped_recent_gift}, "
                f"unreachable {report.unreachable}")

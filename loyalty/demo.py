@@ -8,15 +8,13 @@ near-tier scan nudges those close to the next tier; then a summary.
 
 from __future__ import annotations
 
-import os
 import random
 import shutil
-import signal
-import subprocess
 import sys
 import time
 from collections import Counter
 from collections.abc import Callable
+from contextlib import suppress
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -25,13 +23,16 @@ from zoneinfo import ZoneInfo
 import click
 from sqlalchemy import func, select
 
+from devtools.processes import ChildProcess, settings_env, wait_for, worker_argv
 from loyalty.bootstrap import Loyalty
+from loyalty.domain.messages import MessageKind, MessageStatus
+from loyalty.domain.points import LedgerKind
 from loyalty.embedded_redis import stop_embedded_redis
 from loyalty.producer import InvalidEvents, enqueue_order_events
-from loyalty.queueing import enqueue_sends, make_celery
 from loyalty.services.crosssell import ScanReport, run_scan
 from loyalty.services.events import list_refused
 from loyalty.services.members import show_member
+from loyalty.services.outbox import dispatch
 from loyalty.settings import Settings
 from loyalty.storage.db import database_url
 from loyalty.storage.migrate import upgrade
@@ -70,51 +71,23 @@ def shop_events(customers: int, rng: random.Random, start: datetime) -> list[dic
     return events
 
 
-def _start_workers(count: int, env: dict[str, str], log_dir: Path) -> list[subprocess.Popen[bytes]]:
-    workers = []
-    for i in range(count):
-        log = open(log_dir / f"worker-{i}.log", "wb")  # noqa: SIM115 - the child owns it
-        workers.append(subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "workers", "worker", "--concurrency=1",
-             f"--hostname=demo{i}@%h", "--loglevel=warning", "--without-gossip",
-             "--without-mingle"],
-            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
-    return workers
-
-
-def _stop_workers(workers: list[subprocess.Popen[bytes]]) -> None:
-    for worker in workers:
-        if worker.poll() is None:
-            os.killpg(worker.pid, signal.SIGTERM)
-    for worker in workers:
-        try:
-            worker.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(worker.pid, signal.SIGKILL)
-
-
-def _wait_for(condition: Callable[[], bool], timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition() and time.monotonic() < deadline:
-        time.sleep(0.2)
+def _count(loyalty: Loyalty, table: type[Message] | type[ProcessedEvent], *where: Any) -> int:
+    with loyalty.sessions() as session:
+        return session.scalar(select(func.count()).select_from(table).where(*where)) or 0
 
 
 def _sent(loyalty: Loyalty) -> int:
-    with loyalty.sessions() as session:
-        return session.scalar(select(func.count()).select_from(Message).where(
-            Message.status == "sent")) or 0
+    return _count(loyalty, Message, Message.status == MessageStatus.SENT)
 
 
-def _wait_processed(loyalty: Loyalty, expected: int, timeout: float = 90) -> int:
-    deadline = time.monotonic() + timeout
-    done = 0
-    while time.monotonic() < deadline:
-        with loyalty.sessions() as session:
-            done = session.scalar(select(func.count()).select_from(ProcessedEvent)) or 0
-        if done >= expected:
-            break
-        time.sleep(0.3)
-    return done
+def _processed(loyalty: Loyalty) -> int:
+    return _count(loyalty, ProcessedEvent)
+
+
+def _eventually(condition: Callable[[], bool], timeout: float) -> None:
+    """Wait for ``condition``; the summary says what did not happen in time."""
+    with suppress(AssertionError):
+        wait_for(condition, timeout, "", interval=0.2)
 
 
 def run_demo(data_dir: Path, *, customers: int = 60, workers: int = 2, seed: int = 2026) -> None:
@@ -123,8 +96,6 @@ def run_demo(data_dir: Path, *, customers: int = 60, workers: int = 2, seed: int
     settings = Settings(data_dir=data_dir, database_url=None, redis_url=None)
     upgrade(database_url(settings))
     loyalty = Loyalty.from_settings(settings)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LOYALTY_")}
-    env["LOYALTY_DATA_DIR"] = str(data_dir)
 
     rng = random.Random(seed)
     events = shop_events(customers, rng, datetime(2026, 10, 20, 9, tzinfo=SHOP_ZONE))
@@ -137,10 +108,13 @@ def run_demo(data_dir: Path, *, customers: int = 60, workers: int = 2, seed: int
 
     click.echo(f"Embedded database: {database_url(settings)}")
     click.echo(f"Starting {workers} Celery worker processes on the embedded Redis …")
-    procs = _start_workers(workers, env, data_dir)
+    procs = [ChildProcess(f"demo{i}", worker_argv(name=f"demo{i}", concurrency=1,
+                                                  loglevel="warning"),
+                          settings_env(settings), data_dir / f"worker-{i}.log").start()
+             for i in range(workers)]
     started = time.monotonic()
     try:
-        celery = make_celery(settings, name="demo-producer")
+        celery = loyalty.celery
         enqueue_order_events([*sent, wrong_customer], celery=celery)
         try:
             enqueue_order_events({"event_id": "evt-bad", "order_id": "SO-X",
@@ -150,14 +124,15 @@ def run_demo(data_dir: Path, *, customers: int = 60, workers: int = 2, seed: int
         click.echo(f"Sent {len(sent) + 1} events ({distinct} distinct, "
                    f"{len(sent) - distinct} duplicates, shuffled); the producer refused one "
                    f"malformed event naming {', '.join(refused_fields)}.")
-        done = _wait_processed(loyalty, distinct)
-        elapsed = time.monotonic() - started
-        _wait_for(lambda: bool(list_refused(loyalty)))  # the wrong-customer event
+        _eventually(lambda: _processed(loyalty) >= distinct, 90)
+        done, elapsed = _processed(loyalty), time.monotonic() - started
+        _eventually(lambda: bool(list_refused(loyalty)), 30)  # the wrong-customer event
         scan = run_scan(loyalty, loyalty.clock())
-        enqueue_sends(celery, scan.queued)
-        _wait_for(lambda: _sent(loyalty) >= len(scan.queued))
+        dispatch(loyalty, scan.queued)
+        _eventually(lambda: _sent(loyalty) >= len(scan.queued), 30)
     finally:
-        _stop_workers(procs)
+        for proc in procs:
+            proc.stop(timeout=20)
     _summary(loyalty, done, distinct, elapsed)
     _campaign(loyalty, scan)
     stop_embedded_redis(data_dir)
@@ -171,11 +146,12 @@ def _campaign(loyalty: Loyalty, scan: ScanReport) -> None:
                f"{len(scan.queued)} nudged (no Zalo credentials: written to the outbox and "
                f"the log), {scan.unreachable} unreachable.")
     with loyalty.sessions() as session:
-        first = session.scalars(select(Message).where(Message.kind == "nudge")
+        first = session.scalars(select(Message).where(Message.kind == MessageKind.NUDGE)
                                 .order_by(Message.id).limit(1)).first()
     if first is not None:
         view = show_member(loyalty, first.customer_id)
-        tags = ", ".join(f"{tag.name} until {tag.expires_at.astimezone(SHOP_ZONE):%d/%m/%Y %H:%M}"
+        tags = ", ".join(f"{tag.name} until "
+                         f"{tag.expires_at.astimezone(loyalty.zone):%d/%m/%Y %H:%M}"
                          for tag in view.tags)
         click.echo(f"Nudge to {first.customer_id} ({first.status}; tags: {tags}):")
         click.echo("  " + first.text.replace("\n", "\n  "))
@@ -194,8 +170,10 @@ def _summary(loyalty: Loyalty, done: int, distinct: int, elapsed: float) -> None
                ", ".join(f"{n} {outcome}" for outcome, n in sorted(outcomes.items())))
     click.echo("Members per tier: " + ", ".join(
         f"{tier.name} {tiers.get(tier.code, 0)}" for tier in loyalty.program.tiers))
-    click.echo(f"Points credited: {by_kind.get('order_credit', 0):,}; reversed after "
-               f"cancellations and returns: {-by_kind.get('order_reversal', 0):,}")
+    credited = by_kind.get(LedgerKind.ORDER_CREDIT, 0)
+    reversed_ = -by_kind.get(LedgerKind.ORDER_REVERSAL, 0)
+    click.echo(f"Points credited: {credited:,}; reversed after cancellations and returns: "
+               f"{reversed_:,}")
     refused = list_refused(loyalty)
     click.echo(f"Refused and kept for replay: {len(refused)}")
     for row in refused:

@@ -4,7 +4,7 @@
     enqueue_order_events([event, ...])   # or one event dict
 
 Every event is validated first; if any is invalid nothing is enqueued and ``InvalidEvents``
-lists each bad event's index and fields.
+lists each bad event's index and fields. It needs the broker only, not the database.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from typing import Any
 
 from celery import Celery
 
-from loyalty.queueing import APPLY_ORDER_EVENT, ORDER_EVENTS, make_celery
-from loyalty.services.events import validate_all
+from loyalty.domain.events import validate_all
+from loyalty.queueing import TaskQueue, make_celery
 from loyalty.settings import get_settings
 
 
@@ -27,7 +27,7 @@ class InvalidEvents(ValueError):
 
 
 @lru_cache
-def _sender() -> Celery:
+def _default_app() -> Celery:
     return make_celery(get_settings(), name="loyalty-producer")
 
 
@@ -38,9 +38,4 @@ def enqueue_order_events(events: Mapping[str, Any] | Iterable[Mapping[str, Any]]
     valid, problems = validate_all(batch)
     if problems:
         raise InvalidEvents(problems)
-    app = celery or _sender()
-    with app.producer_or_acquire() as producer:
-        for event in valid:
-            app.send_task(APPLY_ORDER_EVENT, args=[event.to_json()], queue=ORDER_EVENTS,
-                          producer=producer, retry=True)
-    return len(valid)
+    return TaskQueue(celery or _default_app()).order_events(event.to_json() for event in valid)

@@ -1,11 +1,14 @@
-"""Celery configuration shared by the workers and by producers that only send.
+"""Celery as the services see it: the queues, the task names and where each task goes, and
+``TaskQueue``, the one place that puts work on them.
 
 Queues are named for their work so that each can be scaled and watched apart; a worker
-started without ``-Q`` consumes all of them.
+started without ``-Q`` consumes all of them. A task goes to the queue its name's prefix
+says (``task_routes``): that is stated here and nowhere else.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from celery import Celery
@@ -19,6 +22,8 @@ CROSSSELL = "crosssell"
 MESSAGES = "messages"
 MAINTENANCE = "maintenance"
 QUEUES = (ORDER_EVENTS, CROSSSELL, MESSAGES, MAINTENANCE)
+ROUTES = {"loyalty.orders.*": ORDER_EVENTS, "loyalty.crosssell.*": CROSSSELL,
+          "loyalty.messages.*": MESSAGES, "loyalty.maintenance.*": MAINTENANCE}
 
 APPLY_ORDER_EVENT = "loyalty.orders.apply_event"
 CROSSSELL_SCAN = "loyalty.crosssell.scan"
@@ -45,10 +50,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # one exchange, and a message published to it would be copied into every queue.
         "task_queues": [Queue(name, Exchange(name), routing_key=name) for name in QUEUES],
         "task_default_queue": ORDER_EVENTS,
-        "task_routes": {"loyalty.orders.*": {"queue": ORDER_EVENTS},
-                        "loyalty.crosssell.*": {"queue": CROSSSELL},
-                        "loyalty.messages.*": {"queue": MESSAGES},
-                        "loyalty.maintenance.*": {"queue": MAINTENANCE}},
+        "task_routes": {pattern: {"queue": queue} for pattern, queue in ROUTES.items()},
         "broker_transport_options": {
             "visibility_timeout": settings.broker_visibility_timeout,
             "unacked_restore_interval": settings.broker_restore_interval,
@@ -69,7 +71,27 @@ def make_celery(settings: Settings, name: str = "loyalty") -> Celery:
     return app
 
 
-def enqueue_sends(app: Celery, message_ids: list[int] | tuple[int, ...]) -> None:
-    """Queue outbox messages for sending; the outbox decides whether each is still due."""
-    for message_id in message_ids:
-        app.send_task(SEND_MESSAGE, args=[message_id], queue=MESSAGES)
+class TaskQueue:
+    """The work services hand to the workers, published through one producer a call."""
+
+    def __init__(self, app: Celery):
+        self.app = app
+
+    def order_events(self, events: Iterable[dict[str, Any]]) -> int:
+        """Queue valid events (as JSON documents); returns how many."""
+        count = 0
+        with self.app.producer_or_acquire() as producer:
+            for event in events:
+                self.app.send_task(APPLY_ORDER_EVENT, args=[event], producer=producer,
+                                   retry=True)
+                count += 1
+        return count
+
+    def send_messages(self, message_ids: Iterable[int]) -> None:
+        """The outbox decides whether each message is still due when its task runs."""
+        with self.app.producer_or_acquire() as producer:
+            for message_id in message_ids:
+                self.app.send_task(SEND_MESSAGE, args=[message_id], producer=producer)
+
+    def mirror_oa_tag(self, user_id: str, tag: str, *, add: bool) -> None:
+        self.app.send_task(MIRROR_OA_TAG, args=[user_id, tag, add])

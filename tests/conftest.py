@@ -16,16 +16,16 @@ from pathlib import Path
 
 import psycopg
 import pytest
-import redis
 from sqlalchemy import text
 
+from devtools.processes import WorkerProcess
+from devtools.redis_db import claim_redis_db, release_redis_db
 from loyalty.bootstrap import Loyalty
 from loyalty.embedded_redis import stop_embedded_redis
 from loyalty.queueing import make_celery
 from loyalty.settings import Settings
 from loyalty.storage.migrate import upgrade
 from loyalty.storage.tables import Base
-from tests.support.workers import WorkerProcess
 
 REDIS_HOST_URL = os.environ.get("LOYALTY_TEST_REDIS", "redis://127.0.0.1:6379")
 POSTGRES_URL = os.environ.get("LOYALTY_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432")
@@ -46,32 +46,12 @@ def _default_data_dir() -> Iterator[Path]:
     shutil.rmtree(DEFAULT_DATA_DIR, ignore_errors=True)
 
 
-def _claim_redis_db() -> int:
-    """Claim an empty Redis database number for this run; never touch one in use."""
-    for number in range(15, 0, -1):
-        client = redis.Redis.from_url(f"{REDIS_HOST_URL}/{number}")
-        # The marker is written only into an empty database, atomically, so two runs
-        # at once cannot pick the same number.
-        claimed = client.eval(
-            "if redis.call('DBSIZE') == 0 then"
-            " return redis.call('SET', KEYS[1], ARGV[1], 'NX') else return nil end",
-            1, "loyalty-test-run", RUN_ID)
-        client.close()
-        if claimed:
-            return number
-    raise RuntimeError("no empty Redis database number left for this test run")
-
-
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
     """A real Redis database of this test run's own, emptied when the run ends."""
-    number = _claim_redis_db()
-    url = f"{REDIS_HOST_URL}/{number}"
-    yield url
-    client = redis.Redis.from_url(url)
-    if client.get("loyalty-test-run") == RUN_ID.encode():
-        client.flushdb()
-    client.close()
+    number = claim_redis_db(REDIS_HOST_URL, RUN_ID)
+    yield f"{REDIS_HOST_URL}/{number}"
+    release_redis_db(REDIS_HOST_URL, number, RUN_ID)
 
 
 @pytest.fixture(scope="session")

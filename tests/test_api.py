@@ -8,13 +8,13 @@ import pytest
 from celery import Celery
 from fastapi.testclient import TestClient
 
+from devtools.processes import WorkerProcess
 from loyalty.api import create_app, signature_of
 from loyalty.bootstrap import Loyalty
 from loyalty.producer import enqueue_order_events
 from loyalty.services.events import list_refused
 from tests.support.db import wait_until_processed
 from tests.support.events import order_event
-from tests.support.workers import WorkerProcess
 
 SECRET = "test-webhook-secret"
 TOKEN = {"Authorization": "Bearer test-api-token"}
@@ -112,7 +112,9 @@ def test_a_valid_request_reaches_the_queue(client: TestClient, celery_sender: Ce
     monkeypatch.setattr(celery_sender, "send_task", lambda *a, **k: sent.append((a, k)))
     assert post(client, order_event("SO-1", "C-1")).status_code == 202
     [(args, options)] = sent
-    assert args[0] == "loyalty.orders.apply_event" and options["queue"] == "order_events"
+    # Routed by its name, the one place routing is stated (loyalty.queueing.ROUTES).
+    route = celery_sender.amqp.router.route(options, args[0])
+    assert args[0] == "loyalty.orders.apply_event" and route["queue"].name == "order_events"
     assert options["args"][0]["order_id"] == "SO-1"
 
 

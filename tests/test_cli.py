@@ -7,10 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from devtools.processes import ROOT, settings_env
 from loyalty.bootstrap import Loyalty
 from tests.support.db import balances
 from tests.support.events import order_event
-from tests.support.workers import ROOT, settings_env
 
 LOYALTY = str(Path(sys.executable).parent / "loyalty")
 

@@ -23,13 +23,13 @@ import yaml
 from sqlalchemy import inspect
 from sqlalchemy.engine import make_url
 
+from devtools.processes import ROOT, ChildProcess, settings_env, wait_for
 from loyalty.bootstrap import Loyalty
 from loyalty.queueing import QUEUES
 from loyalty.settings import Settings
 from loyalty.storage.tables import Base
 from tests.conftest import POSTGRES_URL, RUN_ID
 from tests.support.tcp_proxy import free_port
-from tests.support.workers import ROOT, ChildProcess, settings_env, wait_for
 
 COMPOSE: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 SERVICES: dict[str, dict[str, Any]] = COMPOSE["services"]

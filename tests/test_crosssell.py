@@ -14,23 +14,21 @@ from celery import Celery
 from pydantic import SecretStr
 from sqlalchemy import select
 
+from devtools.fake_zalo import FakeZalo
+from devtools.processes import WorkerProcess, wait_for
 from loyalty.bootstrap import Loyalty
-from loyalty.embedded_redis import ensure_embedded_redis
 from loyalty.producer import enqueue_order_events
 from loyalty.queueing import CROSSSELL, CROSSSELL_SCAN, MAINTENANCE, SWEEP_TAGS
-from loyalty.services.channels import make_sender
 from loyalty.services.crosssell import run_scan
 from loyalty.services.members import show_member
-from loyalty.services.messaging import messages_to_enqueue, send_message
+from loyalty.services.outbox import relay, send_message
 from loyalty.services.stats import read_stats, stats_json
 from loyalty.settings import Settings
 from loyalty.storage.db import transaction
 from loyalty.storage.tables import Customer, CustomerTag, LedgerEntry, Message
 from loyalty.storage.zalo_tokens import DbTokenStore
-from loyalty.zalo import FakeZalo
 from tests.support.db import wait_until_processed
 from tests.support.events import order_event
-from tests.support.workers import WorkerProcess, wait_for
 
 pytestmark = pytest.mark.workers
 CS_PATH = "/v3.0/oa/message/cs"
@@ -310,7 +308,7 @@ def test_a_worker_killed_mid_send_does_not_send_twice(
     assert len(sent_to(fake_zalo, user_id)) <= 1
     # Ten minutes on, the sweep reports it as unknown and does not queue it again.
     later = datetime.now(UTC) + timedelta(minutes=11)
-    assert nudge.id not in messages_to_enqueue(shop, later)
+    assert nudge.id not in relay(shop, later)
     [nudge] = messages(shop, customer_id)
     assert nudge.status == "unknown"
     assert len(sent_to(fake_zalo, user_id)) <= 1
@@ -369,8 +367,8 @@ def test_night_time_ban_holds_the_message_until_morning(
     assert held.not_before - shop.clock() <= timedelta(days=1)
     assert show_member(shop, customer_id).tags == () and not sent_to(fake_zalo, user_id)
     # Not due before morning; due after it, and then sent once.
-    assert held.id not in messages_to_enqueue(shop, held.not_before - timedelta(minutes=1))
-    assert held.id in messages_to_enqueue(shop, held.not_before + timedelta(minutes=1))
+    assert held.id not in relay(shop, held.not_before - timedelta(minutes=1))
+    assert held.id in relay(shop, held.not_before + timedelta(minutes=1))
     with transaction(shop.sessions) as session:  # morning has come
         session.get_one(Message, held.id).not_before = shop.clock()
     celery_sender.send_task("loyalty.messages.send", args=[held.id], queue="messages")
@@ -389,9 +387,7 @@ def test_zns_channel_reaches_members_by_phone(shop: Loyalty, fake_zalo: FakeZalo
     assert (report.selected, report.unreachable) == (1, 1)
     [nudge] = messages(zns, with_phone)
     assert (nudge.channel, nudge.recipient) == ("zns", "0901234567")
-    sender = make_sender(zns.settings, zns.sessions, zns.settings.redis_url or
-                         f"unix://{ensure_embedded_redis(zns.settings.data_dir)}")
-    assert send_message(zns, nudge.id, sender).status == "sent"
+    assert send_message(zns, nudge.id, zns.sender).status == "sent"
     [record] = [r for r in fake_zalo.sent if r.get("phone") == "84901234567"]
     assert record["body"]["template_id"] == "tpl-1"
     zns.engine.dispose()

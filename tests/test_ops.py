@@ -19,19 +19,19 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.engine import make_url
 
+from devtools.processes import ROOT, WorkerProcess, settings_env, wait_for
 from loyalty.api import create_app
 from loyalty.bootstrap import Loyalty
+from loyalty.domain.orders import Outcome
 from loyalty.logs import JsonFormatter
 from loyalty.queueing import APPLY_ORDER_EVENT, ORDER_EVENTS
 from loyalty.services.events import handle_order_event
-from loyalty.services.orders import Outcome
 from loyalty.services.stats import read_stats, stats_json
 from loyalty.settings import Settings
 from tests.conftest import BACKEND
 from tests.support.db import processed_count, refused_count
 from tests.support.events import order_event
 from tests.support.tcp_proxy import TcpProxy
-from tests.support.workers import ROOT, WorkerProcess, settings_env, wait_for
 
 PHONE = "0901234567"
 MASKED_PHONE = "*******567"

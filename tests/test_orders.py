@@ -8,6 +8,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from loyalty.bootstrap import Loyalty
 from loyalty.domain.events import FieldError
+from loyalty.domain.orders import Outcome
 from loyalty.services.events import (
     handle_order_event,
     keep_refused,
@@ -15,7 +16,6 @@ from loyalty.services.events import (
     replay_refused,
 )
 from loyalty.services.members import member_ledger, show_member
-from loyalty.services.orders import Outcome
 from loyalty.storage.db import transaction
 from loyalty.storage.tables import Customer, LedgerEntry, TierChange
 from tests.support.db import assert_ledger_consistent, balances

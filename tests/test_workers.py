@@ -10,6 +10,7 @@ import pytest
 from celery import Celery
 from sqlalchemy import func, select
 
+from devtools.processes import WorkerProcess, wait_for
 from loyalty.bootstrap import Loyalty
 from loyalty.domain.tiers import tier_for_points
 from loyalty.producer import enqueue_order_events
@@ -21,7 +22,6 @@ from tests.support.db import (
     wait_until_processed,
 )
 from tests.support.events import order_event
-from tests.support.workers import WorkerProcess, wait_for
 
 pytestmark = pytest.mark.workers
 

@@ -1,4 +1,5 @@
-"""The Celery app, configured from settings, with the schedule of ``beat_schedule.py``."""
+"""The Celery app of ``celery -A workers``: the process's one app (``loyalty.bootstrap``),
+with the schedule of ``beat_schedule.py``."""
 
 from __future__ import annotations
 
@@ -9,10 +10,8 @@ from celery.signals import worker_process_init
 from beat_schedule import SCHEDULE
 from loyalty.bootstrap import get_loyalty
 from loyalty.logs import configure_logging
-from loyalty.queueing import make_celery
-from loyalty.settings import get_settings
 
-app = make_celery(get_settings())
+app = get_loyalty().celery
 app.conf.beat_schedule = SCHEDULE
 app.conf.include = ["workers.tasks"]
 
@@ -20,6 +19,5 @@ app.conf.include = ["workers.tasks"]
 @worker_process_init.connect
 def _fresh_connections(**_: Any) -> None:
     # A forked pool process must not share the parent's database connections.
-    if get_loyalty.cache_info().currsize:
-        get_loyalty().engine.dispose(close=False)
+    get_loyalty().engine.dispose(close=False)
     configure_logging()

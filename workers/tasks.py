@@ -1,112 +1,161 @@
-"""Thin Celery entry points: each task calls one service."""
+"""Thin Celery entry points: each task calls one service.
+
+One decorator, ``task``, owns what every task shares: its name (and so its queue:
+``loyalty.queueing.ROUTES``), retrying, and what happens when retrying is over.
+
+- Infrastructure failures (the database or the broker out of reach, a lock timeout, a
+  deadlock) say nothing about the work: the task is tried again with capped backoff for as
+  long as it takes. It is acknowledged only once its work is done or durably kept.
+- ``RetryLater`` (Zalo asked us to wait, a race to try again) is retried after its delay, at
+  most ``retries`` times; then, and for any other error, the task's ``give_up`` runs (the
+  order-event task keeps the event among the refused ones). Without one the task fails
+  with the error logged: every such task is idempotent and swept again on schedule.
+"""
 
 from __future__ import annotations
 
+import logging
+import random
+from collections.abc import Callable
 from datetime import datetime
-from functools import lru_cache
 from typing import Any
 
+import redis
 from celery import Task
-from sqlalchemy.exc import DBAPIError
+from kombu.exceptions import OperationalError as BrokerUnreachable
+from sqlalchemy.exc import DisconnectionError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from loyalty import queueing
 from loyalty.bootstrap import get_loyalty
-from loyalty.domain.events import FieldError
-from loyalty.embedded_redis import redis_url
+from loyalty.services import outbox
 from loyalty.services.birthdays import run_birthdays
-from loyalty.services.channels import Sender, make_sender
 from loyalty.services.crosssell import run_scan
-from loyalty.services.events import handle_order_event, keep_refused
-from loyalty.services.messaging import mark_enqueued, messages_to_enqueue, send_message
+from loyalty.services.events import handle_order_event, keep_failed
 from loyalty.services.tags import sweep_tags
 from loyalty.zalo import ZaloRetryable
 from workers.app import app
 
-MAX_RETRIES = 8
+log = logging.getLogger("loyalty.tasks")
+
+INFRASTRUCTURE = (OperationalError, InterfaceError, DisconnectionError, PoolTimeout,
+                  redis.ConnectionError, redis.TimeoutError, BrokerUnreachable)
+# Well under the broker's visibility timeout: a retry waits unacknowledged in a worker.
+MAX_BACKOFF_SECONDS = 30.0
 
 
-@lru_cache
-def sender() -> Sender:
-    loyalty = get_loyalty()
-    return make_sender(loyalty.settings, loyalty.sessions, redis_url(loyalty.settings))
+class RetryLater(Exception):
+    def __init__(self, delay: float, reason: str):
+        super().__init__(delay, reason)
+        self.delay = delay
+
+
+def backoff(retries: int) -> float:
+    """Doubling from half a second up to the cap, jittered so that the workers that failed
+    together do not all come back in the same instant."""
+    return min(MAX_BACKOFF_SECONDS, 0.5 * 2 ** retries) * random.uniform(0.8, 1.2)
+
+
+GiveUp = Callable[..., Any]
+
+
+def task(name: str, *, retries: int = 6, give_up: GiveUp | None = None
+         ) -> Callable[[Callable[..., Any]], Task]:
+    def decorate(body: Callable[..., Any]) -> Task:
+        def run(self: Task, *args: Any, **kwargs: Any) -> Any:
+            try:
+                try:
+                    return body(*args, **kwargs)
+                except INFRASTRUCTURE:
+                    raise
+                except RetryLater as later:
+                    if self.request.retries < retries:
+                        raise self.retry(countdown=later.delay) from later
+                    if give_up is None:
+                        log.warning("task gave up retrying", extra={"task": name,
+                                                                    "reason": str(later)})
+                        return None
+                    return give_up(later, *args, **kwargs)
+                except Exception as error:
+                    if give_up is None:
+                        raise
+                    return give_up(error, *args, **kwargs)
+            except INFRASTRUCTURE as error:
+                log.warning("infrastructure failure; trying again", extra={
+                    "task": name, "error": type(error).__name__,
+                    "retries": self.request.retries})
+                raise self.retry(exc=error, countdown=backoff(self.request.retries)) \
+                    from error
+
+        # Not functools.wraps: Celery checks call arguments against the signature it finds,
+        # and that must be run's own (with ``self``), not the body's.
+        run.__name__, run.__doc__ = body.__name__, body.__doc__
+        return app.task(name=name, bind=True, max_retries=None)(run)
+    return decorate
 
 
 def _as_of(as_of: str | None) -> datetime:
     return datetime.fromisoformat(as_of) if as_of else get_loyalty().clock()
 
 
-def _queue_sends(message_ids: list[int] | tuple[int, ...]) -> None:
-    queueing.enqueue_sends(app, message_ids)
-    mark_enqueued(get_loyalty(), list(message_ids))
+def _keep_event(error: Exception, event: dict[str, Any]) -> str:
+    keep_failed(get_loyalty(), event, error, source="queue")
+    return "refused"
 
 
-@app.task(name=queueing.APPLY_ORDER_EVENT, bind=True, max_retries=MAX_RETRIES)
-def apply_order_event(self: Task, event: dict[str, Any]) -> str:
+@task(queueing.APPLY_ORDER_EVENT, give_up=_keep_event)
+def apply_order_event(event: dict[str, Any]) -> str:
     """Apply one order event; invalid ones are kept refused by the service, never retried."""
     try:
-        applied = handle_order_event(get_loyalty(), event, source="queue")
-    except DBAPIError as error:
-        # Lost connections, lock timeouts, deadlocks and a race on a new order's key are
-        # transient: the transaction rolled back, so trying again is safe.
-        if self.request.retries >= MAX_RETRIES:
-            keep_refused(get_loyalty(), event, [FieldError(
-                field="(event)", message=f"not applied after {MAX_RETRIES} retries: "
-                                         f"{type(error.orig).__name__}")], source="queue")
-            return "refused"
-        raise self.retry(exc=error, countdown=min(30, 0.2 * 2 ** self.request.retries)) \
-            from error
-    _queue_sends(applied.messages)
-    return applied.outcome.value
+        return handle_order_event(get_loyalty(), event, source="queue").outcome.value
+    except IntegrityError as error:
+        # Two first events of one order that name different customers race to insert it;
+        # the next try finds the order and refuses the one that named the wrong customer.
+        raise RetryLater(0.2, f"conflict: {type(error.orig).__name__}") from error
 
 
-@app.task(name=queueing.CROSSSELL_SCAN)
+@task(queueing.CROSSSELL_SCAN)
 def crosssell_scan(as_of: str | None = None) -> dict[str, int]:
-    report = run_scan(get_loyalty(), _as_of(as_of))
-    _queue_sends(report.queued)
+    loyalty = get_loyalty()
+    report = run_scan(loyalty, _as_of(as_of))
+    outbox.dispatch(loyalty, report.queued)
     return {"selected": report.selected, "queued": len(report.queued),
             "unreachable": report.unreachable}
 
 
-@app.task(name=queueing.SEND_MESSAGE, bind=True, max_retries=6)
-def send_outbox_message(self: Task, message_id: int) -> str:
-    result = send_message(get_loyalty(), message_id, sender())
-    if result.retry_in is not None and self.request.retries < (self.max_retries or 0):
-        # Past the last retry the message stays pending; the outbox relay picks it up.
-        raise self.retry(countdown=result.retry_in)
-    if result.tag_added is not None:
-        user_id, tag = result.tag_added
-        mirror_oa_tag.delay(user_id, tag, True)
+@task(queueing.SEND_MESSAGE)
+def send_outbox_message(message_id: int) -> str:
+    """Past the last retry the message stays pending; the outbox relay picks it up."""
+    loyalty = get_loyalty()
+    result = outbox.send_message(loyalty, message_id, loyalty.sender, loyalty.on_sent)
+    if result.retry_in is not None:
+        raise RetryLater(result.retry_in, f"message {message_id} is {result.status}")
     return result.status
 
 
-@app.task(name=queueing.MIRROR_OA_TAG, autoretry_for=(ZaloRetryable,), retry_backoff=2,
-          retry_backoff_max=60, max_retries=8)
+@task(queueing.MIRROR_OA_TAG, retries=8)
 def mirror_oa_tag(user_id: str, tag: str, add: bool) -> None:
     """The OA copy of a tag; the database stays the source of truth."""
-    sender().tag(user_id, tag, add=add)
+    try:
+        get_loyalty().sender.tag(user_id, tag, add=add)
+    except ZaloRetryable as error:
+        raise RetryLater(error.retry_after or backoff(0), str(error)) from error
 
 
-@app.task(name=queueing.SWEEP_TAGS)
+@task(queueing.SWEEP_TAGS)
 def sweep_due_tags(as_of: str | None = None) -> int:
-    loyalty = get_loyalty()
-    cleared = sweep_tags(loyalty, _as_of(as_of))
-    if loyalty.program.crosssell.mirror_oa_tag:
-        for _, user_id, tag in cleared:
-            if user_id:
-                mirror_oa_tag.delay(user_id, tag, False)
-    return len(cleared)
+    return len(sweep_tags(get_loyalty(), _as_of(as_of)))
 
 
-@app.task(name=queueing.RELAY_OUTBOX)
+@task(queueing.RELAY_OUTBOX)
 def relay_outbox() -> int:
     loyalty = get_loyalty()
-    due = messages_to_enqueue(loyalty, loyalty.clock())
-    queueing.enqueue_sends(app, due)
-    return len(due)
+    return len(outbox.relay(loyalty, loyalty.clock()))
 
 
-@app.task(name=queueing.BIRTHDAYS)
+@task(queueing.BIRTHDAYS)
 def birthdays(as_of: str | None = None) -> int:
-    report = run_birthdays(get_loyalty(), _as_of(as_of))
-    _queue_sends(report.queued)
+    loyalty = get_loyalty()
+    report = run_birthdays(loyalty, _as_of(as_of))
+    outbox.dispatch(loyalty, report.queued)
     return len(report.queued)

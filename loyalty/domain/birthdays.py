@@ -1,4 +1,4 @@
-"""Birthday gifts (SPEC §2), with no I/O."""
+"""Birthday gifts: SPEC §2 row "birthday gift". No I/O."""
 
 from __future__ import annotations
 
@@ -8,21 +8,29 @@ from datetime import date, datetime, timedelta
 from loyalty.program import Program, Tier
 
 
-def birthday_in_year(birthday: date, year: int) -> date:
-    """29 February is celebrated on 28 February in other years."""
-    if birthday.month == 2 and birthday.day == 29 and not calendar.isleap(year):
-        return date(year, 2, 28)
-    return birthday.replace(year=year)
+def birthdays_celebrated_on(day: date) -> list[tuple[int, int]]:
+    """The (month, day) birthdays celebrated on ``day``: the bounds storage selects by.
+
+    29 February is celebrated on 28 February in other years.
+    """
+    celebrated = [(day.month, day.day)]
+    if (day.month, day.day) == (2, 28) and not calendar.isleap(day.year):
+        celebrated.append((2, 29))
+    return celebrated
 
 
 def is_birthday(birthday: date, day: date) -> bool:
-    return birthday_in_year(birthday, day.year) == day
+    return (birthday.month, birthday.day) in birthdays_celebrated_on(day)
+
+
+def gift_window_start(program: Program, now: datetime) -> datetime:
+    """At most one gift in any 365 days, even if the birthday is edited: a gift after this
+    time means no gift now."""
+    return now - timedelta(days=program.birthdays.min_days_between_gifts)
 
 
 def may_receive_gift(program: Program, last_gift_at: datetime | None, now: datetime) -> bool:
-    """At most one gift in any 365 days, even if the birthday is edited."""
-    window = timedelta(days=program.birthdays.min_days_between_gifts)
-    return last_gift_at is None or now - last_gift_at >= window
+    return last_gift_at is None or last_gift_at <= gift_window_start(program, now)
 
 
 def birthday_text(program: Program, tier: Tier, name: str | None) -> str:

@@ -1,8 +1,10 @@
-"""The cross-sell campaign's rules (seed 001, SPEC §2), with no I/O."""
+"""The cross-sell campaign (seed 001, Chiến dịch 1-4): SPEC §2 rows "near the next tier"
+(the scan's selection, see ``tiers.near_tier_ranges``), "cross-sell tag", "cross-sell bonus"
+and "daily scan"; SPEC §5 "the nudge text". No I/O."""
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from loyalty.domain.tiers import next_tier, points_to_next_tier, tier_for_points
@@ -15,16 +17,29 @@ def campaign_day(as_of: datetime, zone: ZoneInfo) -> date:
 
 
 def tag_expires_at(program: Program, sent_at: datetime) -> datetime:
+    """``Đã gửi tin`` is set when the nudge is sent and cleared ``tag_days`` later."""
     return sent_at + timedelta(days=program.crosssell.tag_days)
+
+
+def tag_period_start(program: Program, as_of: datetime) -> datetime:
+    """Nudges created after this are within one tag period of ``as_of``."""
+    return as_of - timedelta(days=program.crosssell.tag_days)
 
 
 def bonus_deadline(program: Program, sent_at: datetime) -> datetime:
     return sent_at + timedelta(hours=program.crosssell.bonus_window_hours)
 
 
+def bonus_window_for_order(program: Program, placed_at: datetime) -> tuple[datetime, datetime]:
+    """The send times ``[earliest, latest]`` of a nudge whose bonus an order placed at
+    ``placed_at`` earns: the bounds storage looks nudges up by."""
+    return placed_at - timedelta(hours=program.crosssell.bonus_window_hours), placed_at
+
+
 def earns_bonus(program: Program, nudge_sent_at: datetime, order_placed_at: datetime) -> bool:
-    """An order placed within the window after the nudge was sent earns the bonus."""
-    return nudge_sent_at <= order_placed_at <= bonus_deadline(program, nudge_sent_at)
+    """An order placed within ``bonus_window_hours`` after the nudge was sent earns the bonus."""
+    earliest, latest = bonus_window_for_order(program, order_placed_at)
+    return earliest <= nudge_sent_at <= latest
 
 
 def nudge_text(program: Program, *, points: int, name: str | None, deadline: datetime,
@@ -42,10 +57,3 @@ def bonus_reversal_text(program: Program, *, order_id: str, bonus_points: int, p
                         name: str | None) -> str:
     return program.messages.bonus_reversal.format(
         order_id=order_id, bonus_points=bonus_points, points=points, name=name or "bạn")
-
-
-def next_morning(now: datetime, zone: ZoneInfo, morning: time = time(8, 0)) -> datetime:
-    """When a message held by Zalo's night-time ban (22:00–06:00) may be tried again."""
-    local = now.astimezone(zone)
-    candidate = datetime.combine(local.date(), morning, zone)
-    return candidate if candidate > local else candidate + timedelta(days=1)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
-from datetime import date
+from collections.abc import Iterable
+from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -64,6 +66,22 @@ class OrderEvent(BaseModel):
     def to_json(self) -> dict[str, Any]:
         return self.model_dump(mode="json", exclude_none=True)
 
+    @property
+    def digest(self) -> str:
+        """SHA-256 of the event's content, the same however the sender spelled it (key
+        order, time offsets): one event id must always carry the same content."""
+        canonical = json.dumps(self.model_dump(exclude_none=True), sort_keys=True,
+                               separators=(",", ":"), default=_canonical)
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _canonical(value: Any) -> str:
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    raise TypeError(f"no canonical form for {type(value).__name__}")
+
 
 class FieldError(BaseModel):
     field: str
@@ -80,6 +98,16 @@ class EventRefused(ValueError):
 
 class InvalidEvent(EventRefused):
     """An event that breaks the format of SPEC §3."""
+
+
+class EventConflict(EventRefused):
+    """An event id already processed with other content: a sender's bug, changes nothing."""
+
+    def __init__(self, event_id: str):
+        super().__init__([FieldError(
+            field="event_id",
+            message=f"{event_id} was already processed with other content; this one changes "
+                    "nothing")])
 
 
 def _field_name(location: tuple[int | str, ...]) -> str:
@@ -103,3 +131,23 @@ def parse_event(raw: Any) -> OrderEvent:
             FieldError(field=_field_name(issue["loc"]), message=issue["msg"])
             for issue in error.errors()
         ]) from None
+
+
+def raw_field(raw: Any, *path: str) -> str | None:
+    """A field of a raw event that may be anything at all, for logs and the refused list."""
+    for name in path:
+        raw = raw.get(name) if isinstance(raw, dict) else None
+    return str(raw)[:128] if raw is not None else None
+
+
+def validate_all(raws: Iterable[Any]) -> tuple[list[OrderEvent], list[dict[str, Any]]]:
+    """Every event checked; the problems carry each bad event's index and field errors."""
+    events: list[OrderEvent] = []
+    problems: list[dict[str, Any]] = []
+    for index, raw in enumerate(raws):
+        try:
+            events.append(parse_event(raw))
+        except InvalidEvent as error:
+            problems.append({"index": index, "event_id": raw_field(raw, "event_id"),
+                             "errors": [e.model_dump() for e in error.errors]})
+    return events, problems

@@ -1,5 +1,8 @@
 """One order's lifecycle: which event is its state, and when it earns or gives back points.
 
+SPEC §2 rows "when an order earns" and "when points come back off", SPEC §3 (order events,
+at least once and in any order), and the member view's ``total_spent`` (SPEC §4).
+
 SPEC §3 asks that what an order finally adds to a balance does not depend on the order in
 which its events arrive. Two rules make that so whatever the arrival order:
 
@@ -17,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import datetime
-from enum import Enum
+from enum import Enum, StrEnum
 
 from loyalty.domain.events import (
     FINAL_STATUSES,
@@ -27,6 +30,7 @@ from loyalty.domain.events import (
     OrderStatus,
     PaymentStatus,
 )
+from loyalty.domain.points import order_spend
 
 _STATUS_RANK = {status: rank for rank, status in enumerate(OrderStatus)}
 _PAYMENT_RANK = {status: rank for rank, status in enumerate(PaymentStatus)}
@@ -47,6 +51,29 @@ class OrderState:
     @property
     def is_final(self) -> bool:
         return self.status in FINAL_STATUSES
+
+    @property
+    def spend(self) -> int:
+        """What this order counts towards ``total_spent``: its spend once it earned, unless
+        it was reversed."""
+        if not self.earned or self.reversed:
+            return 0
+        return order_spend(self.total_payable, self.shipping_fee)
+
+
+class Outcome(StrEnum):
+    """What delivering one event did."""
+
+    EARNED = "earned"
+    REVERSED = "reversed"
+    UPDATED = "updated"
+    UNCHANGED = "unchanged"
+    DUPLICATE = "duplicate"
+    REFUSED = "refused"
+
+
+# Outcomes that leave a processed-event row; a duplicate only counts on that row.
+APPLIED_OUTCOMES = (Outcome.EARNED, Outcome.REVERSED, Outcome.UPDATED, Outcome.UNCHANGED)
 
 
 class PointsAction(Enum):

@@ -1,28 +1,22 @@
-"""Tiers and points: the arithmetic of SPEC §2, with no I/O."""
+"""Tiers: SPEC §2 rows "tier", "new customer", "near the next tier", and the member view's
+progress (``points_to_next_tier``, ``spend_to_next_tier``). No I/O."""
 
 from __future__ import annotations
 
-from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+from decimal import ROUND_CEILING, Decimal
 
 from loyalty.program import Program, Tier
 
 
-def points_for_order(total_payable: int, shipping_fee: int, multiplier: Decimal,
-                     money_per_point: int) -> int:
-    """``floor((total_payable - shipping_fee) / money_per_point × multiplier)``, never below 0."""
-    exact = Decimal(total_payable - shipping_fee) / Decimal(money_per_point) * multiplier
-    return max(0, int(exact.to_integral_value(rounding=ROUND_FLOOR)))
-
-
-def order_spend(total_payable: int, shipping_fee: int) -> int:
-    """What an order counts towards ``total_spent`` (VND); shipping above the total counts 0."""
-    return max(0, total_payable - shipping_fee)
+def new_member_tier(program: Program) -> Tier:
+    """A new customer starts at the first tier, with 0 points."""
+    return program.tiers[0]
 
 
 def tier_for_points(program: Program, points: int) -> Tier:
     """The highest tier whose threshold is at most ``points``."""
     reached = [tier for tier in program.tiers if tier.threshold <= points]
-    return reached[-1] if reached else program.tiers[0]
+    return reached[-1] if reached else new_member_tier(program)
 
 
 def next_tier(program: Program, tier: Tier) -> Tier | None:
@@ -45,19 +39,18 @@ def spend_to_next_tier(program: Program, points: int) -> int | None:
     return int(exact.to_integral_value(rounding=ROUND_CEILING))
 
 
-def is_near_next_tier(program: Program, points: int) -> bool:
-    """``0 < points_to_next_tier < near_tier_points``; never for the top tier."""
-    missing = points_to_next_tier(program, points)
-    return missing is not None and 0 < missing < program.crosssell.near_tier_points
-
-
 def near_tier_ranges(program: Program) -> list[tuple[int, int]]:
-    """Point ranges ``[low, high)`` whose members are near the next tier.
+    """Point ranges ``[low, high)`` whose members are near the next tier: the bounds the
+    daily scan turns into an indexed SQL condition.
 
-    Being near means the smallest threshold above one's points is less than the gap away, so
-    the set is the union of ``(threshold - gap, threshold)`` over the thresholds above 0. The
-    daily scan turns these ranges into an indexed SQL condition.
+    Near means ``0 < points_to_next_tier < near_tier_points`` (never for the top tier): the
+    smallest threshold above one's points is less than the gap away, so the set is the union
+    of ``(threshold - gap, threshold)`` over the thresholds above 0.
     """
     gap = program.crosssell.near_tier_points
     return [(max(0, tier.threshold - gap + 1), tier.threshold)
             for tier in program.tiers if tier.threshold > 0]
+
+
+def is_near_next_tier(program: Program, points: int) -> bool:
+    return any(low <= points < high for low, high in near_tier_ranges(program))

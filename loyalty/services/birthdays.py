@@ -4,16 +4,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from zoneinfo import ZoneInfo
+from typing import TYPE_CHECKING
 
-from sqlalchemy import extract, func, select
+from sqlalchemy import and_, exists, extract, or_, select
 
-from loyalty.bootstrap import Loyalty
-from loyalty.domain.birthdays import birthday_text, is_birthday, may_receive_gift
-from loyalty.services.channels import channel_for
-from loyalty.services.messaging import new_message
+from loyalty.domain.birthdays import birthday_text, birthdays_celebrated_on, gift_window_start
+from loyalty.domain.messages import MessageKind, MessageStatus
+from loyalty.services.outbox import new_message
 from loyalty.storage.db import transaction
+from loyalty.storage.queries import reachable_on
 from loyalty.storage.tables import Customer, Message
+
+if TYPE_CHECKING:
+    from loyalty.bootstrap import Loyalty
 
 
 @dataclass
@@ -25,33 +28,32 @@ class BirthdayReport:
 
 
 def run_birthdays(loyalty: Loyalty, as_of: datetime) -> BirthdayReport:
-    zone = ZoneInfo(loyalty.settings.timezone)
-    today = as_of.astimezone(zone).date()
-    channel = channel_for(loyalty.settings)
+    """Record today's gifts; the caller dispatches the report's ``queued`` messages."""
+    today = as_of.astimezone(loyalty.zone).date()
+    channel = loyalty.channel
+    born_today = or_(*(and_(extract("month", Customer.birthday) == month,
+                            extract("day", Customer.birthday) == day)
+                       for month, day in birthdays_celebrated_on(today)))
+    recent_gift = exists().where(Message.kind == MessageKind.BIRTHDAY,
+                                 Message.customer_id == Customer.id,
+                                 Message.status != MessageStatus.FAILED,
+                                 Message.created_at > gift_window_start(loyalty.program, as_of))
     report = BirthdayReport()
     with transaction(loyalty.sessions) as session:
-        # Today's month, plus 29 February on 28 February; is_birthday has the last word.
-        days = [today.day] + ([29] if (today.month, today.day) == (2, 28) else [])
-        born_today = session.scalars(select(Customer).where(
-            extract("month", Customer.birthday) == today.month,
-            extract("day", Customer.birthday).in_(days)).order_by(Customer.id))
-        for customer in born_today:
-            assert customer.birthday is not None
-            if not is_birthday(customer.birthday, today):
-                continue
+        rows = session.execute(
+            select(Customer, recent_gift.label("recent_gift"), reachable_on(channel))
+            .where(born_today).order_by(Customer.id))
+        for customer, gifted_lately, reachable in rows:
             report.celebrated += 1
-            last_gift = session.scalar(select(func.max(Message.created_at)).where(
-                Message.kind == "birthday", Message.customer_id == customer.id,
-                Message.status != "failed"))
-            if not may_receive_gift(loyalty.program, last_gift, as_of):
+            if gifted_lately:
                 report.skipped_recent_gift += 1
                 continue
-            if not (customer.phone if channel == "zns" else customer.zalo_user_id):
+            if not reachable:
                 report.unreachable += 1
                 continue
             tier = loyalty.program.tier(customer.tier)
             message_id = new_message(
-                session, kind="birthday", customer=customer, channel=channel,
+                session, kind=MessageKind.BIRTHDAY, customer=customer, channel=channel,
                 text=birthday_text(loyalty.program, tier, customer.name), now=as_of,
                 period=today)
             if message_id is not None:

@@ -1,23 +1,35 @@
-"""The daily near-tier scan (seed 001, Chiến dịch 1): select in SQL, record, queue nudges."""
+"""The cross-sell campaign (seed 001): the daily near-tier scan, and the 72-hour bonus with
+its reversal notice. The tag that follows a sent nudge is ``services.tags``."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from zoneinfo import ZoneInfo
+from datetime import datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy import ColumnElement, and_, exists, func, or_, select
+from sqlalchemy.orm import Session
 
-from loyalty.bootstrap import Loyalty
-from loyalty.domain.crosssell import bonus_deadline, campaign_day, nudge_text
+from loyalty.domain.crosssell import (
+    bonus_deadline,
+    bonus_reversal_text,
+    bonus_window_for_order,
+    campaign_day,
+    nudge_text,
+    tag_period_start,
+)
+from loyalty.domain.messages import OPEN_STATUSES, Channel, MessageKind, MessageStatus
+from loyalty.domain.points import LedgerKind, Posting, bonus_taken_back, crosssell_bonus
 from loyalty.domain.tiers import near_tier_ranges
 from loyalty.program import Program
-from loyalty.services.channels import channel_for
-from loyalty.services.messaging import new_message
+from loyalty.services.outbox import new_message
 from loyalty.storage.db import transaction
-from loyalty.storage.tables import CampaignRun, Customer, CustomerTag, Message
+from loyalty.storage.queries import reachable_on
+from loyalty.storage.tables import CampaignRun, Customer, CustomerTag, LedgerEntry, Message
 
-OPEN_STATUSES = ("pending", "sending", "held", "unknown")
+if TYPE_CHECKING:
+    from loyalty.bootstrap import Loyalty
 
 
 @dataclass
@@ -28,7 +40,7 @@ class ScanReport:
 
 
 def near_next_tier(program: Program) -> ColumnElement[bool]:
-    """``0 < points_to_next_tier < 300`` as ranges on the indexed points column."""
+    """The domain's near-tier ranges on the indexed points column."""
     return or_(*(Customer.points.between(low, high - 1)
                  for low, high in near_tier_ranges(program)))
 
@@ -40,17 +52,17 @@ def _not_nudged_lately(program: Program, as_of: datetime) -> ColumnElement[bool]
     # A nudge still on its way, or any nudge within a tag period (one that failed for good
     # is not retried daily), keeps the member out of the scan.
     recent_nudge = exists().where(
-        Message.kind == "nudge", Message.customer_id == Customer.id,
+        Message.kind == MessageKind.NUDGE, Message.customer_id == Customer.id,
         or_(Message.status.in_(OPEN_STATUSES),
-            Message.created_at > as_of - timedelta(days=program.crosssell.tag_days)))
+            Message.created_at > tag_period_start(program, as_of)))
     return and_(~live_tag, ~recent_nudge)
 
 
 def run_scan(loyalty: Loyalty, as_of: datetime, *, dry_run: bool = False) -> ScanReport:
-    program, zone = loyalty.program, ZoneInfo(loyalty.settings.timezone)
-    channel = channel_for(loyalty.settings)
-    reachable = Customer.phone.is_not(None) if channel == "zns" else \
-        Customer.zalo_user_id.is_not(None)
+    """Select who is near the next tier and record a nudge for each; the caller dispatches
+    the report's ``queued`` messages once this has committed."""
+    program, zone, channel = loyalty.program, loyalty.zone, loyalty.channel
+    reachable = reachable_on(channel)
     eligible = and_(near_next_tier(program), _not_nudged_lately(program, as_of))
     day = campaign_day(as_of, zone)
     with transaction(loyalty.sessions) as session:
@@ -65,7 +77,7 @@ def run_scan(loyalty: Loyalty, as_of: datetime, *, dry_run: bool = False) -> Sca
         for customer in candidates:
             text = nudge_text(program, points=customer.points, name=customer.name,
                               deadline=deadline, zone=zone)
-            message_id = new_message(session, kind="nudge", customer=customer,
+            message_id = new_message(session, kind=MessageKind.NUDGE, customer=customer,
                                      channel=channel, text=text, now=as_of, period=day)
             if message_id is not None:  # None: this day's scan already nudged them
                 report.queued.append(message_id)
@@ -74,3 +86,38 @@ def run_scan(loyalty: Loyalty, as_of: datetime, *, dry_run: bool = False) -> Sca
                                 queued=len(report.queued), unreachable=unreachable,
                                 created_at=loyalty.clock()))
     return report
+
+
+def bonus_for_order(session: Session, program: Program, customer_id: str,
+                    placed_at: datetime) -> Posting | None:
+    """The bonus of the latest sent nudge whose window the order was placed in and that has
+    paid no bonus yet.
+
+    The member's row lock is held, so no other bonus of this member can appear meanwhile;
+    the ledger's unique (nudge_id, kind) would refuse one anyway.
+    """
+    earliest, latest = bonus_window_for_order(program, placed_at)
+    paid = select(LedgerEntry.nudge_id).where(LedgerEntry.kind == LedgerKind.CROSSSELL_BONUS,
+                                              LedgerEntry.customer_id == customer_id,
+                                              LedgerEntry.nudge_id.is_not(None))
+    nudge = session.scalar(
+        select(Message.id).where(Message.kind == MessageKind.NUDGE,
+                                 Message.customer_id == customer_id,
+                                 Message.status == MessageStatus.SENT,
+                                 Message.sent_at.between(earliest, latest),
+                                 Message.id.not_in(paid))
+        .order_by(Message.sent_at.desc()).limit(1))
+    return None if nudge is None else crosssell_bonus(program, nudge)
+
+
+def bonus_reversal_notice(session: Session, program: Program, customer: Customer,
+                          order_id: str, reversal: Sequence[Posting], channel: Channel,
+                          now: datetime) -> int | None:
+    """A cancelled or returned order that had paid a bonus: the member is told it is gone."""
+    taken = bonus_taken_back(reversal)
+    if not taken:
+        return None
+    text = bonus_reversal_text(program, order_id=order_id, bonus_points=taken,
+                               points=customer.points, name=customer.name)
+    return new_message(session, kind=MessageKind.BONUS_REVERSAL, customer=customer,
+                       channel=channel, text=text, now=now, order_id=order_id)

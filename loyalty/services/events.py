@@ -5,18 +5,26 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterable
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
-from loyalty.bootstrap import Loyalty
-from loyalty.domain.events import EventRefused, FieldError, InvalidEvent, OrderEvent, parse_event
-from loyalty.services.channels import channel_for
-from loyalty.services.orders import Applied, Outcome, apply_event
+from loyalty.domain.events import (
+    EventRefused,
+    FieldError,
+    OrderEvent,
+    parse_event,
+    raw_field,
+)
+from loyalty.domain.orders import Outcome
+from loyalty.services.orders import Applied, apply_event
+from loyalty.services.outbox import dispatch
 from loyalty.storage.db import transaction
 from loyalty.storage.tables import RejectedEvent
+
+if TYPE_CHECKING:
+    from loyalty.bootstrap import Loyalty
 
 log = logging.getLogger("loyalty.events")
 
@@ -29,18 +37,11 @@ def _payload_text(raw: Any) -> str:
     return json.dumps(raw, ensure_ascii=False, default=str)
 
 
-def _field(raw: Any, *path: str) -> str | None:
-    """A field of a raw event that may be anything at all, for logs and the refused list."""
-    for name in path:
-        raw = raw.get(name) if isinstance(raw, dict) else None
-    return str(raw)[:128] if raw is not None else None
-
-
-def refused_row(raw: Any, errors: list[FieldError], source: str,
-                now: datetime) -> RejectedEvent:
+def refused_row(raw: Any, errors: list[FieldError], source: str, now: datetime,
+                reason: str | None = None) -> RejectedEvent:
     return RejectedEvent(
-        event_id=_field(raw, "event_id"), source=source, payload=_payload_text(raw),
-        reason=str(EventRefused(errors)), errors=[e.model_dump() for e in errors],
+        event_id=raw_field(raw, "event_id"), source=source, payload=_payload_text(raw),
+        reason=reason or str(EventRefused(errors)), errors=[e.model_dump() for e in errors],
         created_at=now)
 
 
@@ -53,18 +54,34 @@ def keep_refused(loyalty: Loyalty, raw: Any, errors: list[FieldError], source: s
         return row.id
 
 
-def apply_valid_event(loyalty: Loyalty, event: OrderEvent) -> Applied:
-    """One transaction; raises EventRefused when the event cannot be applied."""
+def keep_failed(loyalty: Loyalty, raw: Any, error: Exception, source: str) -> int:
+    """Keep an event that could not be applied for a reason that is not about the event
+    (a bug, say): nothing is dropped, and ops replay it once the cause is fixed."""
+    reason = f"not applied: unexpected {type(error).__name__}: {error}"
     with transaction(loyalty.sessions) as session:
-        return apply_event(session, loyalty.program, event, loyalty.clock(),
-                           notify_channel=channel_for(loyalty.settings))
+        row = refused_row(raw, [], source, loyalty.clock(), reason=reason[:2000])
+        session.add(row)
+        session.flush()
+        log.error("event kept after an unexpected error", extra={
+            "event_id": row.event_id, "refused_id": row.id, "error": type(error).__name__})
+        return row.id
+
+
+def apply_valid_event(loyalty: Loyalty, event: OrderEvent) -> Applied:
+    """One transaction, then its messages are handed to the senders; raises EventRefused
+    when the event cannot be applied."""
+    with transaction(loyalty.sessions) as session:
+        applied = apply_event(session, loyalty.program, event, loyalty.clock(),
+                              notify_channel=loyalty.channel)
+    dispatch(loyalty, applied.messages)
+    return applied
 
 
 def handle_order_event(loyalty: Loyalty, raw: Any, *, source: str) -> Applied:
     """The whole life of one delivered event; bad input is kept, never raised."""
     started = time.perf_counter()
-    fields = {"event_id": _field(raw, "event_id"), "order_id": _field(raw, "order_id"),
-              "customer_id": _field(raw, "customer", "id")}
+    fields = {"event_id": raw_field(raw, "event_id"), "order_id": raw_field(raw, "order_id"),
+              "customer_id": raw_field(raw, "customer", "id")}
     try:
         applied = apply_valid_event(loyalty, parse_event(raw))
     except EventRefused as refused:
@@ -80,19 +97,6 @@ def handle_order_event(loyalty: Loyalty, raw: Any, *, source: str) -> Applied:
 
 def _ms_since(started: float) -> float:
     return round((time.perf_counter() - started) * 1000, 1)
-
-
-def validate_all(raws: Iterable[Any]) -> tuple[list[OrderEvent], list[dict[str, Any]]]:
-    """Every event checked; the problems carry each bad event's index and field errors."""
-    events: list[OrderEvent] = []
-    problems: list[dict[str, Any]] = []
-    for index, raw in enumerate(raws):
-        try:
-            events.append(parse_event(raw))
-        except InvalidEvent as error:
-            problems.append({"index": index, "event_id": _field(raw, "event_id"),
-                             "errors": [e.model_dump() for e in error.errors]})
-    return events, problems
 
 
 def list_refused(loyalty: Loyalty, *, include_replayed: bool = False) -> list[RejectedEvent]:

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 
-from loyalty.bootstrap import Loyalty
 from loyalty.domain.member_view import MemberView, Tag, member_view
 from loyalty.storage.db import transaction
 from loyalty.storage.queries import total_spent
 from loyalty.storage.tables import Customer, CustomerTag, LedgerEntry
+
+if TYPE_CHECKING:
+    from loyalty.bootstrap import Loyalty
 
 
 class UnknownMember(LookupError):

@@ -3,30 +3,27 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from enum import StrEnum
+from datetime import datetime
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from loyalty.domain.crosssell import bonus_reversal_text, earns_bonus
-from loyalty.domain.events import CustomerInfo, OrderEvent, OrderStatus, PaymentStatus
-from loyalty.domain.orders import OrderState, PointsAction, apply_order_event
-from loyalty.domain.tiers import points_for_order
+from loyalty.domain.events import (
+    CustomerInfo,
+    EventConflict,
+    OrderEvent,
+    OrderStatus,
+    PaymentStatus,
+)
+from loyalty.domain.messages import Channel
+from loyalty.domain.orders import OrderState, Outcome, PointsAction, apply_order_event
+from loyalty.domain.points import Posting, order_credit, reversal
+from loyalty.domain.tiers import new_member_tier
 from loyalty.program import Program
-from loyalty.services.ledger import post_entry
-from loyalty.services.messaging import new_message
-from loyalty.storage.queries import insert_if_absent, lock_customer, lock_order, order_entries
-from loyalty.storage.tables import Customer, LedgerEntry, Message, Order, ProcessedEvent
-
-
-class Outcome(StrEnum):
-    EARNED = "earned"
-    REVERSED = "reversed"
-    UPDATED = "updated"
-    UNCHANGED = "unchanged"
-    DUPLICATE = "duplicate"
-    REFUSED = "refused"
+from loyalty.services import crosssell
+from loyalty.services.ledger import order_postings, post_all
+from loyalty.storage.queries import insert_if_absent, lock_customer, lock_order
+from loyalty.storage.tables import Customer, Order, ProcessedEvent
 
 
 @dataclass(frozen=True)
@@ -44,7 +41,7 @@ def _member(session: Session, program: Program, info: CustomerInfo, now: datetim
     if customer is None:
         # ON CONFLICT: two first events of one new member may race; one inserts, both lock.
         insert_if_absent(session, Customer, {
-            "id": info.id, "tier": program.tiers[0].code, "points": 0,
+            "id": info.id, "tier": new_member_tier(program).code, "points": 0,
             "created_at": now, "updated_at": now}, ["id"])
         customer = lock_customer(session, info.id)
         assert customer is not None  # inserted just above; customers are never deleted
@@ -59,14 +56,13 @@ def _member(session: Session, program: Program, info: CustomerInfo, now: datetim
 def _state(order: Order) -> OrderState:
     return OrderState(
         customer_id=order.customer_id, status=OrderStatus(order.status),
-        payment_status=PaymentStatus(order.payment_status),
-        total_payable=order.total_payable, shipping_fee=order.shipping_fee,
-        placed_at=order.placed_at, occurred_at=order.occurred_at, earned=order.earned,
-        reversed=order.reversed)
+        payment_status=PaymentStatus(order.payment_status), total_payable=order.total_payable,
+        shipping_fee=order.shipping_fee, placed_at=order.placed_at,
+        occurred_at=order.occurred_at, earned=order.earned, reversed=order.reversed)
 
 
 def _save(session: Session, order: Order | None, order_id: str, state: OrderState,
-          now: datetime) -> Order:
+          now: datetime) -> None:
     if order is None:
         order = Order(order_id=order_id)
         session.add(order)
@@ -79,91 +75,40 @@ def _save(session: Session, order: Order | None, order_id: str, state: OrderStat
     order.occurred_at = state.occurred_at
     order.earned = state.earned
     order.reversed = state.reversed
+    order.spend = state.spend
     order.updated_at = now
-    return order
 
 
-def credit_order(session: Session, program: Program, customer: Customer, event: OrderEvent,
-                 now: datetime) -> list[LedgerEntry]:
-    # The multiplier is that of the tier held before this order is credited.
-    tier = program.tier(customer.tier)
-    points = points_for_order(event.total_payable, event.shipping_fee, tier.multiplier,
-                              program.money_per_point)
-    entries = [post_entry(session, program, customer, kind="order_credit", points=points,
-                          now=now, multiplier=tier.multiplier, order_id=event.order_id)]
-    nudge = _nudge_paying_a_bonus(session, program, customer.id, event.placed_at)
-    if nudge is not None:
-        # Not multiplied: the bonus is the same for every tier.
-        entries.append(post_entry(session, program, customer, kind="crosssell_bonus",
-                                  points=program.crosssell.bonus_points, now=now,
-                                  multiplier="1", order_id=event.order_id, nudge_id=nudge))
-    return entries
+def _first_delivery(session: Session, event: OrderEvent, now: datetime) -> bool:
+    """Record the event as processed; False when it was already (a duplicate).
 
-
-def _nudge_paying_a_bonus(session: Session, program: Program, customer_id: str,
-                          placed_at: datetime) -> int | None:
-    """The nudge sent at most 72 h before the order was placed that has paid no bonus yet.
-
-    The member's row lock is held, so no other bonus of this member can appear meanwhile;
-    the ledger's unique (nudge_id, kind) would refuse one anyway.
+    Raises ``EventConflict`` when the id was processed with other content: that changes
+    nothing and is kept among the refused events, so ops see the sender's bug.
     """
-    window = timedelta(hours=program.crosssell.bonus_window_hours)
-    paid = select(LedgerEntry.nudge_id).where(LedgerEntry.kind == "crosssell_bonus",
-                                              LedgerEntry.customer_id == customer_id,
-                                              LedgerEntry.nudge_id.is_not(None))
-    candidates = session.scalars(
-        select(Message).where(Message.kind == "nudge", Message.customer_id == customer_id,
-                              Message.status == "sent", Message.sent_at <= placed_at,
-                              Message.sent_at >= placed_at - window,
-                              Message.id.not_in(paid))
-        .order_by(Message.sent_at.desc()))
-    for nudge in candidates:
-        assert nudge.sent_at is not None
-        if earns_bonus(program, nudge.sent_at, placed_at):
-            return nudge.id
-    return None
-
-
-def reverse_order(session: Session, program: Program, customer: Customer, order_id: str,
-                  now: datetime) -> list[LedgerEntry]:
-    """Take off exactly what the order's rows added (base and bonus), never a recomputation."""
-    reversal_of = {"order_credit": "order_reversal",
-                   "crosssell_bonus": "crosssell_bonus_reversal"}
-    return [
-        post_entry(session, program, customer, kind=reversal_of[entry.kind],
-                   points=-entry.points, now=now, multiplier=entry.multiplier,
-                   tier=entry.tier, order_id=order_id, nudge_id=entry.nudge_id)
-        for entry in order_entries(session, order_id, tuple(reversal_of))
-    ]
-
-
-def _bonus_reversal_notice(session: Session, program: Program, customer: Customer,
-                           order_id: str, reversals: list[LedgerEntry], channel: str,
-                           now: datetime) -> int | None:
-    taken = -sum(entry.points for entry in reversals
-                 if entry.kind == "crosssell_bonus_reversal")
-    if not taken:
-        return None
-    text = bonus_reversal_text(program, order_id=order_id, bonus_points=taken,
-                               points=customer.points, name=customer.name)
-    return new_message(session, kind="bonus_reversal", customer=customer, channel=channel,
-                       text=text, now=now, order_id=order_id)
+    digest = event.digest
+    if insert_if_absent(session, ProcessedEvent, {
+            "event_id": event.event_id, "order_id": event.order_id, "digest": digest,
+            "outcome": Outcome.UNCHANGED, "duplicates": 0, "processed_at": now},
+            ["event_id"]) is not None:
+        return True
+    known = session.scalar(select(ProcessedEvent.digest)
+                           .where(ProcessedEvent.event_id == event.event_id))
+    if known is not None and known != digest:
+        raise EventConflict(event.event_id)
+    session.execute(update(ProcessedEvent).where(ProcessedEvent.event_id == event.event_id)
+                    .values(duplicates=ProcessedEvent.duplicates + 1))
+    return False
 
 
 def apply_event(session: Session, program: Program, event: OrderEvent, now: datetime,
-                *, notify_channel: str | None = None) -> Applied:
+                *, notify_channel: Channel | None = None) -> Applied:
     """Apply ``event`` inside the caller's transaction.
 
     ``notify_channel`` is where a customer is told that a bonus was taken back; None (the
-    historical import) tells nobody. Raises ``CustomerMismatch`` when the event cannot be
+    historical import) tells nobody. Raises ``EventRefused`` when the event cannot be
     applied; the caller rolls back and keeps the event among the refused ones.
     """
-    if insert_if_absent(session, ProcessedEvent, {
-            "event_id": event.event_id, "order_id": event.order_id,
-            "outcome": Outcome.UNCHANGED, "duplicates": 0, "processed_at": now},
-            ["event_id"]) is None:
-        session.execute(update(ProcessedEvent).where(ProcessedEvent.event_id == event.event_id)
-                        .values(duplicates=ProcessedEvent.duplicates + 1))
+    if not _first_delivery(session, event, now):
         return Applied(Outcome.DUPLICATE, event.customer.id)
 
     # Lock order: member first, then order. Every event of an order names the order's
@@ -175,22 +120,26 @@ def apply_event(session: Session, program: Program, event: OrderEvent, now: date
     _save(session, order, event.order_id, change.state, now)
     session.flush()
 
-    entries: list[LedgerEntry] = []
+    postings: list[Posting] = []
     messages: list[int] = []
     if change.action is PointsAction.EARN:
-        entries = credit_order(session, program, customer, event, now)
+        # The multiplier is that of the tier held before this order is credited.
+        postings = [order_credit(program, program.tier(customer.tier), event.total_payable,
+                                 event.shipping_fee)]
+        bonus = crosssell.bonus_for_order(session, program, customer.id, event.placed_at)
+        postings += [bonus] if bonus is not None else []
         outcome = Outcome.EARNED
     elif change.action is PointsAction.REVERSE:
-        entries = reverse_order(session, program, customer, event.order_id, now)
+        postings = reversal(order_postings(session, event.order_id))
         outcome = Outcome.REVERSED
-        if notify_channel is not None:
-            notice = _bonus_reversal_notice(session, program, customer, event.order_id,
-                                            entries, notify_channel, now)
-            messages = [notice] if notice is not None else []
     else:
         outcome = Outcome.UNCHANGED if change.state == before else Outcome.UPDATED
+    post_all(session, program, customer, postings, now=now, order_id=event.order_id)
+    if change.action is PointsAction.REVERSE and notify_channel is not None:
+        notice = crosssell.bonus_reversal_notice(session, program, customer, event.order_id,
+                                                 postings, notify_channel, now)
+        messages = [notice] if notice is not None else []
 
     session.execute(update(ProcessedEvent).where(ProcessedEvent.event_id == event.event_id)
                     .values(outcome=outcome))
-    return Applied(outcome, customer.id, sum(entry.points for entry in entries),
-                   tuple(messages))
+    return Applied(outcome, customer.id, sum(p.points for p in postings), tuple(messages))

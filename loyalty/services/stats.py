@@ -10,25 +10,26 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from loyalty.bootstrap import Loyalty
+from loyalty.domain.messages import MessageKind, MessageStatus
+from loyalty.domain.orders import APPLIED_OUTCOMES
+from loyalty.domain.points import LedgerKind
 from loyalty.program import Program
-from loyalty.services.orders import Outcome
 from loyalty.storage.db import transaction
 from loyalty.storage.tables import (
-    LEDGER_KINDS,
-    MESSAGE_KINDS,
-    MESSAGE_STATUSES,
     Customer,
     LedgerEntry,
     Message,
     ProcessedEvent,
     RejectedEvent,
 )
+
+if TYPE_CHECKING:
+    from loyalty.bootstrap import Loyalty
 
 
 @dataclass(frozen=True)
@@ -49,18 +50,13 @@ Reader = Callable[[Session, Program], Iterable[Counts]]
 def _zeros(keys: Iterable[str]) -> dict[str, int]:
     # Every known label value is present from the start, so a series never "appears" late and
     # an alert on its rate works from the first event.
-    return dict.fromkeys(keys, 0)
+    return dict.fromkeys(map(str, keys), 0)
 
 
 def _grouped(session: Session, column: Any, value: Any, *where: Any) -> dict[str, int]:
     """``value`` (an aggregate) per distinct ``column``, over the rows matching ``where``."""
     return {str(key): int(number or 0) for key, number in session.execute(
         select(column, value).where(*where).group_by(column))}
-
-
-# Outcomes that leave a processed_events row; a duplicate only bumps that row's counter.
-APPLIED_OUTCOMES = tuple(o.value for o in Outcome if o not in (Outcome.DUPLICATE,
-                                                               Outcome.REFUSED))
 
 
 def event_counts(session: Session, program: Program) -> list[Counts]:
@@ -84,9 +80,9 @@ def ledger_counts(session: Session, program: Program) -> list[Counts]:
     rows = session.execute(
         select(LedgerEntry.kind, func.count(), func.coalesce(func.sum(LedgerEntry.points), 0))
         .group_by(LedgerEntry.kind)).all()
-    entries = _zeros(LEDGER_KINDS) | {kind: int(number) for kind, number, _ in rows}
+    entries = _zeros(LedgerKind) | {kind: int(number) for kind, number, _ in rows}
     # Reversals are negative rows; a counter of points taken back reads better positive.
-    points = _zeros(LEDGER_KINDS) | {kind: abs(int(total)) for kind, _, total in rows}
+    points = _zeros(LedgerKind) | {kind: abs(int(total)) for kind, _, total in rows}
     return [
         Counts("ledger_points", "points moved by the ledger, by kind (reversals as positive)",
                "kind", points),
@@ -103,8 +99,8 @@ def members_by_tier(session: Session, program: Program) -> list[Counts]:
 def message_counts(session: Session, program: Program) -> list[Counts]:
     """Outbox messages (nudges, bonus-reversal notices, birthday gifts) by kind and status."""
     counts = []
-    for kind in MESSAGE_KINDS:
-        by_status = _zeros(MESSAGE_STATUSES) | _grouped(
+    for kind in MessageKind:
+        by_status = _zeros(MessageStatus) | _grouped(
             session, Message.status, func.count(), Message.kind == kind)
         # sent and failed only grow; pending, held and sending come and go.
         counts.append(Counts(f"{kind}_messages", f"{kind} messages by status", "status",

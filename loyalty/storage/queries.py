@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from loyalty.storage.tables import Base, Customer, LedgerEntry, Order
+from loyalty.domain.messages import Channel, contact_for
+from loyalty.storage.tables import Base, Customer, Order
 
 
 def insert_if_absent(session: Session, model: type[Base], values: dict[str, Any],
@@ -41,16 +42,12 @@ def lock_order(session: Session, order_id: str) -> Order | None:
     ).one_or_none()
 
 
-def order_entries(session: Session, order_id: str, kinds: tuple[str, ...]) -> list[LedgerEntry]:
-    return list(session.scalars(
-        select(LedgerEntry).where(LedgerEntry.order_id == order_id,
-                                  LedgerEntry.kind.in_(kinds)).order_by(LedgerEntry.id)))
-
-
 def total_spent(session: Session, customer_id: str) -> int:
-    """Sum of ``total_payable - shipping_fee`` over orders that earned and were not reversed."""
-    spend = func.greatest if session.get_bind().dialect.name == "postgresql" else func.max
-    return int(session.scalar(
-        select(func.coalesce(func.sum(spend(Order.total_payable - Order.shipping_fee, 0)), 0))
-        .where(Order.customer_id == customer_id, Order.earned.is_(True),
-               Order.reversed.is_(False))) or 0)
+    """The sum of what each of the member's orders counts (``OrderState.spend``)."""
+    return int(session.scalar(select(func.coalesce(func.sum(Order.spend), 0))
+                              .where(Order.customer_id == customer_id)) or 0)
+
+
+def reachable_on(channel: Channel) -> ColumnElement[bool]:
+    """Customers who can be reached on ``channel`` (``messages.contact_for``)."""
+    return getattr(Customer, contact_for(channel)).is_not(None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
@@ -21,6 +22,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from loyalty.domain.messages import MessageKind, MessageStatus
+from loyalty.domain.points import LedgerKind
 
 # SQLite assigns ids only to a column typed exactly INTEGER PRIMARY KEY.
 Id = BigInteger().with_variant(Integer(), "sqlite")
@@ -83,10 +87,13 @@ class Order(Base):
     occurred_at: Mapped[datetime] = mapped_column(Timestamp())
     earned: Mapped[bool] = mapped_column(default=False)
     reversed: Mapped[bool] = mapped_column(default=False)
+    # What the order counts towards the member's total_spent (``OrderState.spend``).
+    spend: Mapped[int] = mapped_column(BigInteger, default=0)
     updated_at: Mapped[datetime] = mapped_column(Timestamp())
 
 
-LEDGER_KINDS = ("order_credit", "order_reversal", "crosssell_bonus", "crosssell_bonus_reversal")
+def _one_of(column: str, values: type[StrEnum]) -> str:
+    return f"{column} IN ('" + "', '".join(values) + "')"
 
 
 class LedgerEntry(Base):
@@ -110,8 +117,7 @@ class LedgerEntry(Base):
         # An order is credited once and taken back once, ever; a nudge pays one bonus.
         UniqueConstraint("order_id", "kind", name="uq_ledger_order_kind"),
         UniqueConstraint("nudge_id", "kind", name="uq_ledger_nudge_kind"),
-        CheckConstraint("kind IN ('" + "', '".join(LEDGER_KINDS) + "')",
-                        name="ck_ledger_kind"),
+        CheckConstraint(_one_of("kind", LedgerKind), name="ck_ledger_kind"),
         Index("ix_ledger_customer", "customer_id", "id"),
     )
 
@@ -136,6 +142,8 @@ class ProcessedEvent(Base):
     event_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     order_id: Mapped[str] = mapped_column(String(128))
     outcome: Mapped[str] = mapped_column(String(16))
+    # SHA-256 of the event's content: the same id with other content is a sender's bug.
+    digest: Mapped[str | None] = mapped_column(String(64))
     # Later deliveries of the same event id: harmless, but worth seeing on a dashboard.
     duplicates: Mapped[int] = mapped_column(Integer, default=0)
     processed_at: Mapped[datetime] = mapped_column(Timestamp())
@@ -157,13 +165,6 @@ class RejectedEvent(Base):
     replay_outcome: Mapped[str | None] = mapped_column(String(32))
 
 
-MESSAGE_KINDS = ("nudge", "bonus_reversal", "birthday")
-# pending → sending → sent | failed; held waits for not_before (night ban, quota);
-# unknown: a worker died mid-send, so whether Zalo got it is not known. It is reported,
-# never sent again blindly.
-MESSAGE_STATUSES = ("pending", "sending", "sent", "failed", "held", "unknown")
-
-
 class Message(Base):
     """The outbox: a message is recorded before it is tried and its result after.
 
@@ -181,7 +182,7 @@ class Message(Base):
     channel: Mapped[str] = mapped_column(String(16))
     recipient: Mapped[str | None] = mapped_column(String(64))
     text: Mapped[str] = mapped_column(Text)
-    status: Mapped[str] = mapped_column(String(16), default="pending")
+    status: Mapped[str] = mapped_column(String(16), default=MessageStatus.PENDING)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     not_before: Mapped[datetime | None] = mapped_column(Timestamp())
     enqueued_at: Mapped[datetime | None] = mapped_column(Timestamp())
@@ -197,10 +198,8 @@ class Message(Base):
         UniqueConstraint("kind", "customer_id", "period", name="uq_message_period"),
         # One notice per reversed order.
         UniqueConstraint("kind", "order_id", name="uq_message_order"),
-        CheckConstraint("kind IN ('" + "', '".join(MESSAGE_KINDS) + "')",
-                        name="ck_message_kind"),
-        CheckConstraint("status IN ('" + "', '".join(MESSAGE_STATUSES) + "')",
-                        name="ck_message_status"),
+        CheckConstraint(_one_of("kind", MessageKind), name="ck_message_kind"),
+        CheckConstraint(_one_of("status", MessageStatus), name="ck_message_status"),
         Index("ix_messages_customer_kind", "customer_id", "kind", "created_at"),
         Index("ix_messages_status", "status", "not_before"),
     )

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -61,22 +60,6 @@ class TokenStore(Protocol):
     def load(self) -> TokenPair | None: ...
 
     def save(self, pair: TokenPair) -> None: ...
-
-
-class InMemoryTokenStore:
-    """A TokenStore for tests and single-process tools."""
-
-    def __init__(self, pair: TokenPair | None = None) -> None:
-        self._pair = pair
-        self._lock = threading.Lock()
-
-    def load(self) -> TokenPair | None:
-        with self._lock:
-            return self._pair
-
-    def save(self, pair: TokenPair) -> None:
-        with self._lock:
-            self._pair = pair
 
 
 class TokenManager:

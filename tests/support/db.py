@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from sqlalchemy import func, select
 
+from devtools.processes import wait_for
 from loyalty.bootstrap import Loyalty
 from loyalty.storage.tables import Customer, LedgerEntry, ProcessedEvent, RejectedEvent
-from tests.support.workers import wait_for
 
 
 def processed_count(loyalty: Loyalty) -> int:

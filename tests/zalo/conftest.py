@@ -11,7 +11,9 @@ import redis
 import requests
 from requests.adapters import HTTPAdapter
 
-from loyalty.zalo import FakeZalo, InMemoryTokenStore, TokenManager, ZaloClient
+from devtools.fake_zalo import FakeZalo
+from loyalty.zalo import TokenManager, ZaloClient
+from tests.support.token_store import InMemoryTokenStore
 
 # Short enough for fast tests, long enough that a local answer never times out by accident.
 HTTP_TIMEOUT = 2.0

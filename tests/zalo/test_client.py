@@ -14,10 +14,9 @@ from email.utils import format_datetime
 import pytest
 import requests
 
+from devtools.fake_zalo import CS_PATH, TOKEN_PATH, ZNS_PATH, FakeZalo
 from loyalty.zalo import (
     ErrorKind,
-    FakeZalo,
-    InMemoryTokenStore,
     TokenManager,
     TokenPair,
     ZaloClient,
@@ -32,7 +31,7 @@ from loyalty.zalo import (
     normalise_phone,
     retry_after_from_headers,
 )
-from loyalty.zalo.fake_server import CS_PATH, TOKEN_PATH, ZNS_PATH
+from tests.support.token_store import InMemoryTokenStore
 
 USER = "8756431234567890123"
 TAG = "Đã gửi tin"

@@ -4,7 +4,7 @@ One HTTP server plays all three hosts (point the api, oauth and business URLs at
 It answers like Zalo does — HTTP 200 with an ``error`` field — checks access tokens,
 enforces single-use refresh tokens, records what it accepted, and can be told to fail.
 
-    python -m loyalty.zalo.fake_server --port 8099
+    python -m devtools.fake_zalo --port 8099
 """
 
 from __future__ import annotations

@@ -8,10 +8,10 @@ import pytest
 
 from loyalty.domain.events import parse_event
 from loyalty.domain.orders import CustomerMismatch, OrderChange, PointsAction, apply_order_event
+from loyalty.domain.points import points_for_order
 from loyalty.domain.tiers import (
     is_near_next_tier,
     near_tier_ranges,
-    points_for_order,
     points_to_next_tier,
     spend_to_next_tier,
     tier_for_points,
