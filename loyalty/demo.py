@@ -18,7 +18,6 @@ from contextlib import suppress
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import click
 from sqlalchemy import func, select
@@ -38,7 +37,6 @@ from loyalty.storage.db import database_url
 from loyalty.storage.migrate import upgrade
 from loyalty.storage.tables import Customer, LedgerEntry, Message, ProcessedEvent
 
-SHOP_ZONE = ZoneInfo("Asia/Ho_Chi_Minh")
 NAMES = ["Lan", "Minh", "Hương", "Tuấn", "Mai", "Dũng", "Linh", "Quang", "Thảo", "Huy"]
 
 
@@ -98,7 +96,7 @@ def run_demo(data_dir: Path, *, customers: int = 60, workers: int = 2, seed: int
     loyalty = Loyalty.from_settings(settings)
 
     rng = random.Random(seed)
-    events = shop_events(customers, rng, datetime(2026, 10, 20, 9, tzinfo=SHOP_ZONE))
+    events = shop_events(customers, rng, datetime(2026, 10, 20, 9, tzinfo=loyalty.zone))
     distinct = len(events)
     # At least once, in any order: a tenth of the events twice, and everything shuffled.
     sent = events + rng.sample(events, distinct // 10)

@@ -35,9 +35,13 @@ class Settings(BaseSettings):
     zalo_timeout_seconds: float = 10.0
     zalo_rate_per_second: float = 50.0
 
-    # A message not acknowledged within this time is handed to another worker; every task
-    # is idempotent, so a redelivery costs time, never a double effect.
-    broker_visibility_timeout: int = 3600
+    # A task not acknowledged within this time is handed to another worker: how long the
+    # work of a worker that died waits. Every task is idempotent, so a redelivery of one
+    # still running costs time, never a double effect; retries wait at most half of it.
+    # Longer than every task (the daily scan, a send with its token refresh and rate-limit
+    # wait); see README "Settings" for the trade-off.
+    broker_visibility_timeout: int = 60
+    # How often a worker looks for such tasks.
     broker_restore_interval: int = 10
 
     @property

@@ -7,11 +7,10 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from loyalty.bootstrap import Loyalty
-from loyalty.domain.events import FieldError
 from loyalty.domain.orders import Outcome
 from loyalty.services.events import (
     handle_order_event,
-    keep_refused,
+    keep_failed,
     list_refused,
     replay_refused,
 )
@@ -147,10 +146,11 @@ def test_event_naming_another_customer_than_the_orders_is_kept_refused(
 
 
 def test_a_kept_event_replays_once(loyalty: Loyalty) -> None:
-    # What a worker keeps when an event still fails after all its retries (a long outage).
+    # What a worker keeps when an event fails for an unexpected reason (a bug, say).
     event = order_event("SO-1", "C-1")
-    kept_id = keep_refused(loyalty, event, [FieldError(
-        field="(event)", message="not applied after 8 retries: OperationalError")], "queue")
+    kept_id = keep_failed(loyalty, event, ZeroDivisionError("division by zero"), "queue")
+    [kept] = list_refused(loyalty)
+    assert kept.reason == "not applied: unexpected ZeroDivisionError: division by zero"
     assert replay_refused(loyalty, kept_id).outcome is Outcome.EARNED
     assert list_refused(loyalty) == []
     assert [row.replay_outcome for row in list_refused(loyalty, include_replayed=True)] == [
@@ -185,3 +185,22 @@ def test_ledger_read_model_is_newest_first(loyalty: Loyalty) -> None:
     assert [(line.kind, line.order_id, line.points, line.balance_after) for line in lines] == [
         ("order_reversal", "A", -1220, 1464), ("order_credit", "B", 1464, 2684),
         ("order_credit", "A", 1220, 1220)]
+
+
+def test_the_same_event_id_with_other_content_is_a_conflict_kept_for_ops(
+        loyalty: Loyalty) -> None:
+    event = order_event("SO-1", "C-1", event_id="evt-1")
+    assert send(loyalty, event) == [Outcome.EARNED]
+    # The same content however spelled (another offset for the same instant, another key
+    # order) is a plain duplicate …
+    same = dict(reversed(list(event.items())))
+    same["placed_at"] = "2026-11-20T03:00:00+00:00"  # BASE_TIME, 10:00 at +07:00
+    assert send(loyalty, same) == [Outcome.DUPLICATE]
+    # … but other content under a known id changes nothing and is kept as a conflict.
+    changed = dict(event, total_payable=9_999_000)
+    assert send(loyalty, changed) == [Outcome.REFUSED]
+    [kept] = list_refused(loyalty)
+    assert kept.event_id == "evt-1" and kept.errors[0]["field"] == "event_id"
+    assert "already processed with other content" in kept.reason
+    assert balances(loyalty) == {"C-1": 1220}
+    assert replay_refused(loyalty, kept.id).outcome is Outcome.REFUSED

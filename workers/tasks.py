@@ -40,7 +40,6 @@ log = logging.getLogger("loyalty.tasks")
 
 INFRASTRUCTURE = (OperationalError, InterfaceError, DisconnectionError, PoolTimeout,
                   redis.ConnectionError, redis.TimeoutError, BrokerUnreachable)
-# Well under the broker's visibility timeout: a retry waits unacknowledged in a worker.
 MAX_BACKOFF_SECONDS = 30.0
 
 
@@ -50,10 +49,16 @@ class RetryLater(Exception):
         self.delay = delay
 
 
+def longest_wait() -> float:
+    """The longest a retry may wait: a retry waits unacknowledged in a worker, and one that
+    waited past the broker's visibility timeout would be handed out a second time."""
+    return min(MAX_BACKOFF_SECONDS, get_loyalty().settings.broker_visibility_timeout / 2)
+
+
 def backoff(retries: int) -> float:
-    """Doubling from half a second up to the cap, jittered so that the workers that failed
-    together do not all come back in the same instant."""
-    return min(MAX_BACKOFF_SECONDS, 0.5 * 2 ** retries) * random.uniform(0.8, 1.2)
+    """Doubling from half a second up to ``longest_wait``, jittered so that the workers that
+    failed together do not all come back in the same instant."""
+    return min(longest_wait(), 0.5 * 2 ** retries) * random.uniform(0.8, 1.0)
 
 
 GiveUp = Callable[..., Any]
@@ -70,7 +75,8 @@ def task(name: str, *, retries: int = 6, give_up: GiveUp | None = None
                     raise
                 except RetryLater as later:
                     if self.request.retries < retries:
-                        raise self.retry(countdown=later.delay) from later
+                        raise self.retry(countdown=min(later.delay, longest_wait())) \
+                            from later
                     if give_up is None:
                         log.warning("task gave up retrying", extra={"task": name,
                                                                     "reason": str(later)})
