@@ -20,7 +20,7 @@ from pydantic import (
     ValidationError,
 )
 
-from loyalty.domain.text import first_control
+from loyalty.domain.text import escaped, first_control
 
 
 class OrderStatus(StrEnum):
@@ -194,10 +194,17 @@ def parse_event(raw: Any) -> OrderEvent:
 
 
 def raw_field(raw: Any, *path: str) -> str | None:
-    """A field of a raw event that may be anything at all, for logs and the refused list."""
+    """A field of a raw event that may be anything at all, for logs and the refused list:
+    shown with what no store can hold escaped."""
     for name in path:
         raw = raw.get(name) if isinstance(raw, dict) else None
-    return str(raw)[:128] if raw is not None else None
+    if raw is None:
+        return None
+    try:
+        shown = str(raw)
+    except (RecursionError, ValueError):  # nested too deeply, or an integer too long
+        shown = type(raw).__name__
+    return escaped(shown)[:128]
 
 
 def validate_all(raws: Iterable[Any]) -> tuple[list[OrderEvent], list[dict[str, Any]]]:
