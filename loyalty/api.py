@@ -134,6 +134,7 @@ def create_app(loyalty: Loyalty,
 
     @app.post("/v1/order-events", status_code=202)
     async def order_events(request: Request) -> Any:
+        # The size first: the signature can only be checked on the whole body.
         body = await _read_body(request, settings.max_body_bytes)
         secret = settings.webhook_secret.get_secret_value()
         given = request.headers.get("x-loyalty-signature", "")
