@@ -129,8 +129,9 @@ def test_a_valid_request_reaches_the_queue(client: TestClient, celery_sender: Ce
     [(args, options)] = sent
     # Routed by its name, the one place routing is stated (loyalty.queueing.ROUTES).
     route = celery_sender.amqp.router.route(options, args[0])
-    assert args[0] == "loyalty.orders.apply_event" and route["queue"].name == "order_events"
-    assert options["args"][0]["order_id"] == "SO-1"
+    assert args[0] == "loyalty.orders.apply_events" and route["queue"].name == "order_events"
+    [[event]] = options["args"]  # one batch of one event
+    assert event["order_id"] == "SO-1"
 
 
 def test_healthz_answers_when_database_and_redis_answer(client: TestClient) -> None:

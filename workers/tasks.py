@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import random
+from collections import Counter
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -31,7 +32,8 @@ from loyalty.bootstrap import get_loyalty
 from loyalty.services import outbox
 from loyalty.services.birthdays import run_birthdays
 from loyalty.services.crosssell import run_scan
-from loyalty.services.events import handle_order_event, keep_failed
+from loyalty.services.events import handle_order_events, keep_failed
+from loyalty.services.orders import ConcurrentChange
 from loyalty.services.tags import sweep_tags
 from loyalty.zalo import ZaloRetryable
 from workers.app import app
@@ -104,20 +106,38 @@ def _as_of(as_of: str | None) -> datetime:
     return datetime.fromisoformat(as_of) if as_of else get_loyalty().clock()
 
 
-def _keep_event(error: Exception, event: dict[str, Any]) -> str:
-    keep_failed(get_loyalty(), event, error, source="queue")
+def _keep_events(error: Exception, events: list[dict[str, Any]]) -> str:
+    loyalty = get_loyalty()
+    for event in events:
+        keep_failed(loyalty, event, error, source="queue")
     return "refused"
 
 
-@task(queueing.APPLY_ORDER_EVENT, give_up=_keep_event)
-def apply_order_event(event: dict[str, Any]) -> str:
-    """Apply one order event; invalid ones are kept refused by the service, never retried."""
+def _apply(events: list[dict[str, Any]]) -> dict[str, int]:
     try:
-        return handle_order_event(get_loyalty(), event, source="queue").outcome.value
-    except IntegrityError as error:
-        # Two first events of one order that name different customers race to insert it;
-        # the next try finds the order and refuses the one that named the wrong customer.
-        raise RetryLater(0.2, f"conflict: {type(error.orig).__name__}") from error
+        applied = handle_order_events(get_loyalty(), events, source="queue")
+    except (IntegrityError, ConcurrentChange) as error:
+        # Two batches created the same member or order at once: the next try reads what
+        # the other one wrote (and refuses an event that named the wrong customer).
+        raise RetryLater(0.2, f"conflict: {type(error).__name__}") from error
+    return dict(Counter(result.outcome.value for result in applied))
+
+
+@task(queueing.APPLY_ORDER_EVENTS, give_up=_keep_events)
+def apply_order_events(events: list[dict[str, Any]]) -> dict[str, int]:
+    """Apply a batch of order events in one transaction; invalid ones are kept refused by
+    the service, never retried. Returns how many had each outcome."""
+    return _apply(events)
+
+
+def _keep_event(error: Exception, event: dict[str, Any]) -> str:
+    return _keep_events(error, [event])
+
+
+@task(queueing.APPLY_ORDER_EVENT, give_up=_keep_event)
+def apply_order_event(event: dict[str, Any]) -> dict[str, int]:
+    """A task queued by an earlier version, one event each."""
+    return _apply([event])
 
 
 @task(queueing.CROSSSELL_SCAN)
