@@ -118,7 +118,7 @@ def apply_events(session: Session, program: Program, events: Sequence[OrderEvent
                              _outcome(change.action, change.state, before),
                              sum(p.points for p in posted), messages)
 
-    _refuse_copies_of_refused(events, results)
+    _refuse_copies_of_refused(events, fresh, results)
     ledger.flush(session, members.values())
     _save_orders(session, {events[i].order_id: orders[events[i].order_id]
                            for i, _, _ in changes}, stored, now)
@@ -181,10 +181,11 @@ def _first_deliveries(session: Session, events: Sequence[OrderEvent], now: datet
     return fresh
 
 
-def _refuse_copies_of_refused(events: Sequence[OrderEvent], results: dict[int, Applied]) -> None:
+def _refuse_copies_of_refused(events: Sequence[OrderEvent], fresh: list[int],
+                              results: dict[int, Applied]) -> None:
     """A later copy of an event refused in this batch is refused too, as it would be had it
     come on its own: the refused one left no processed row."""
-    refused = {results[i].event_id: results[i].refusal for i in results
+    refused = {results[i].event_id: results[i].refusal for i in fresh
                if results[i].outcome is Outcome.REFUSED}
     for i, event in enumerate(events):
         if results[i].outcome is Outcome.DUPLICATE and event.event_id in refused:
