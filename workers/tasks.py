@@ -106,11 +106,23 @@ def _as_of(as_of: str | None) -> datetime:
     return datetime.fromisoformat(as_of) if as_of else get_loyalty().clock()
 
 
-def _keep_events(error: Exception, events: list[dict[str, Any]]) -> str:
+def _one_by_one(error: Exception, events: list[dict[str, Any]]) -> dict[str, int]:
+    """A batch that failed for a reason no check foresaw: each event is tried on its own,
+    so that only the one at fault is kept (with the error, for a replay) and the others
+    apply. An infrastructure failure meanwhile retries the whole batch, which is safe: what
+    applied already is a duplicate the second time."""
     loyalty = get_loyalty()
+    outcomes: Counter[str] = Counter()
     for event in events:
-        keep_failed(loyalty, event, error, source="queue")
-    return "refused"
+        try:
+            [applied] = handle_order_events(loyalty, [event], source="queue")
+            outcomes[applied.outcome.value] += 1
+        except INFRASTRUCTURE:
+            raise
+        except Exception as failure:
+            keep_failed(loyalty, event, failure, source="queue")
+            outcomes["refused"] += 1
+    return dict(outcomes)
 
 
 def _apply(events: list[dict[str, Any]]) -> dict[str, int]:
@@ -123,18 +135,18 @@ def _apply(events: list[dict[str, Any]]) -> dict[str, int]:
     return dict(Counter(result.outcome.value for result in applied))
 
 
-@task(queueing.APPLY_ORDER_EVENTS, give_up=_keep_events)
+@task(queueing.APPLY_ORDER_EVENTS, give_up=_one_by_one)
 def apply_order_events(events: list[dict[str, Any]]) -> dict[str, int]:
     """Apply a batch of order events in one transaction; invalid ones are kept refused by
     the service, never retried. Returns how many had each outcome."""
     return _apply(events)
 
 
-def _keep_event(error: Exception, event: dict[str, Any]) -> str:
-    return _keep_events(error, [event])
+def _alone(error: Exception, event: dict[str, Any]) -> dict[str, int]:
+    return _one_by_one(error, [event])
 
 
-@task(queueing.APPLY_ORDER_EVENT, give_up=_keep_event)
+@task(queueing.APPLY_ORDER_EVENT, give_up=_alone)
 def apply_order_event(event: dict[str, Any]) -> dict[str, int]:
     """A task queued by an earlier version, one event each."""
     return _apply([event])
