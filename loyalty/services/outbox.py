@@ -32,7 +32,7 @@ from loyalty.domain.messages import (
 )
 from loyalty.storage.db import transaction
 from loyalty.storage.queries import insert_if_absent
-from loyalty.storage.tables import Customer, Message
+from loyalty.storage.tables import Message
 from loyalty.zalo import (
     ZaloError,
     ZaloNightBan,
@@ -60,6 +60,14 @@ class Sender(Protocol):
         """Deliver; returns the provider's message id or raises a ``ZaloError``."""
 
 
+class Recipient(Protocol):
+    """Whom a message is for: a customer row, or a member as the ledger holds it."""
+
+    id: str
+    phone: str | None
+    zalo_user_id: str | None
+
+
 # Work to do once the transaction that recorded a message as sent has committed.
 AfterCommit = Callable[[], None]
 # What follows a sent message of one kind, inside the transaction that records it as sent.
@@ -72,7 +80,7 @@ class SendResult:
     retry_in: float | None = None
 
 
-def new_message(session: Session, *, kind: MessageKind, customer: Customer, channel: Channel,
+def new_message(session: Session, *, kind: MessageKind, customer: Recipient, channel: Channel,
                 text: str, now: datetime, period: date | None = None,
                 order_id: str | None = None) -> int | None:
     """Add a pending message unless one of its kind already exists for the period/order."""
