@@ -53,13 +53,17 @@ def db_upgrade() -> None:
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
-def serve(host: str, port: int) -> None:
+@click.option("--miniapp", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              default=None, help="Also serve this built member's page at /miniapp/.")
+def serve(host: str, port: int, miniapp: Path | None) -> None:
     """Serve the HTTP API."""
     import uvicorn
 
     from loyalty.api import create_app
+    from loyalty.logs import uvicorn_log_config
 
-    uvicorn.run(create_app(_loyalty()), host=host, port=port, log_level="info")
+    uvicorn.run(create_app(_loyalty(), miniapp=miniapp), host=host, port=port,
+                log_level="info", log_config=uvicorn_log_config())
 
 
 @main.group()

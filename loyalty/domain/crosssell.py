@@ -1,9 +1,11 @@
 """The cross-sell campaign (seed 001, Chiến dịch 1-4): SPEC §2 rows "near the next tier"
 (the scan's selection, see ``tiers.near_tier_ranges``), "cross-sell tag", "cross-sell bonus"
-and "daily scan"; SPEC §5 "the nudge text". No I/O."""
+and "daily scan"; SPEC §5 "the nudge text"; SPEC §4 "the member's page" (the live offer).
+No I/O."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -40,6 +42,20 @@ def earns_bonus(program: Program, nudge_sent_at: datetime, order_placed_at: date
     """An order placed within ``bonus_window_hours`` after the nudge was sent earns the bonus."""
     earliest, latest = bonus_window_for_order(program, order_placed_at)
     return earliest <= nudge_sent_at <= latest
+
+
+@dataclass(frozen=True)
+class BonusOffer:
+    """The bonus a member still earns by ordering before ``order_before``."""
+
+    bonus_points: int
+    order_before: datetime
+
+
+def bonus_offer(program: Program, nudge_sent_at: datetime) -> BonusOffer:
+    """The offer of a sent nudge whose bonus an order placed now would earn (storage finds
+    that nudge with ``bonus_window_for_order(program, now)``)."""
+    return BonusOffer(program.crosssell.bonus_points, bonus_deadline(program, nudge_sent_at))
 
 
 def nudge_text(program: Program, *, points: int, name: str | None, deadline: datetime,

@@ -12,7 +12,9 @@ from sqlalchemy import ColumnElement, and_, exists, func, or_, select
 from sqlalchemy.orm import Session
 
 from loyalty.domain.crosssell import (
+    BonusOffer,
     bonus_deadline,
+    bonus_offer,
     bonus_reversal_text,
     bonus_window_for_order,
     campaign_day,
@@ -88,26 +90,40 @@ def run_scan(loyalty: Loyalty, as_of: datetime, *, dry_run: bool = False) -> Sca
     return report
 
 
-def bonus_for_order(session: Session, program: Program, customer_id: str,
-                    placed_at: datetime) -> Posting | None:
-    """The bonus of the latest sent nudge whose window the order was placed in and that has
-    paid no bonus yet.
-
-    The member's row lock is held, so no other bonus of this member can appear meanwhile;
-    the ledger's unique (nudge_id, kind) would refuse one anyway.
-    """
+def open_nudge(session: Session, program: Program, customer_id: str,
+               placed_at: datetime) -> tuple[int, datetime] | None:
+    """(id, sent_at) of the latest sent nudge whose window an order placed at ``placed_at``
+    falls in and that has paid no bonus yet."""
     earliest, latest = bonus_window_for_order(program, placed_at)
     paid = select(LedgerEntry.nudge_id).where(LedgerEntry.kind == LedgerKind.CROSSSELL_BONUS,
                                               LedgerEntry.customer_id == customer_id,
                                               LedgerEntry.nudge_id.is_not(None))
-    nudge = session.scalar(
-        select(Message.id).where(Message.kind == MessageKind.NUDGE,
-                                 Message.customer_id == customer_id,
-                                 Message.status == MessageStatus.SENT,
-                                 Message.sent_at.between(earliest, latest),
-                                 Message.id.not_in(paid))
-        .order_by(Message.sent_at.desc()).limit(1))
-    return None if nudge is None else crosssell_bonus(program, nudge)
+    row = session.execute(
+        select(Message.id, Message.sent_at).where(Message.kind == MessageKind.NUDGE,
+                                                  Message.customer_id == customer_id,
+                                                  Message.status == MessageStatus.SENT,
+                                                  Message.sent_at.between(earliest, latest),
+                                                  Message.id.not_in(paid))
+        .order_by(Message.sent_at.desc()).limit(1)).first()
+    return None if row is None else (row.id, row.sent_at)
+
+
+def bonus_for_order(session: Session, program: Program, customer_id: str,
+                    placed_at: datetime) -> Posting | None:
+    """The bonus of the open nudge the order was placed in the window of.
+
+    The member's row lock is held, so no other bonus of this member can appear meanwhile;
+    the ledger's unique (nudge_id, kind) would refuse one anyway.
+    """
+    nudge = open_nudge(session, program, customer_id, placed_at)
+    return None if nudge is None else crosssell_bonus(program, nudge[0])
+
+
+def offer_now(session: Session, program: Program, customer_id: str,
+              now: datetime) -> BonusOffer | None:
+    """The bonus an order placed now would earn (the member's page shows it)."""
+    nudge = open_nudge(session, program, customer_id, now)
+    return None if nudge is None else bonus_offer(program, nudge[1])
 
 
 def bonus_reversal_notice(session: Session, program: Program, customer: Customer,
