@@ -1,11 +1,12 @@
 # The two commands of the README: `make demo` and `make test`. Both build the virtual
-# environment on first use, from pyproject.toml alone.
+# environment on first use, from pyproject.toml alone. `make demo-serve` is the demo, then
+# the API and the member's page on localhost until Ctrl-C.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-services test-embedded lint bench clean
+.PHONY: demo demo-serve test test-services test-embedded lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,6 +15,11 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/loyalty demo
+
+# The page is built first when this checkout knows how (a `miniapp` target).
+demo-serve: $(STAMP)
+	@if $(MAKE) -n miniapp >/dev/null 2>&1; then $(MAKE) miniapp; fi
+	$(BIN)/loyalty demo --serve
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

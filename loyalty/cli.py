@@ -211,11 +211,16 @@ def birthdays_run(as_of: str | None) -> None:
 @main.command()
 @click.option("--customers", default=60, show_default=True)
 @click.option("--workers", default=2, show_default=True)
-def demo(customers: int, workers: int) -> None:
+@click.option("--serve", is_flag=True,
+              help="Then keep the API up on localhost with the member's page, signed in as "
+                   "one of the demo's members through a fake Zalo, until Ctrl-C.")
+@click.option("--port", default=8000, show_default=True, type=int, help="The port of --serve.")
+def demo(customers: int, workers: int, serve: bool, port: int) -> None:
     """Run a shop's orders through real Celery workers on embedded defaults."""
     from loyalty.demo import run_demo
 
-    run_demo(Path.cwd() / ".loyalty" / "demo", customers=customers, workers=workers)
+    run_demo(Path.cwd() / ".loyalty" / "demo", customers=customers, workers=workers,
+             serve_port=port if serve else None)
 
 
 @main.command()

@@ -6,18 +6,26 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 import redis
+import requests
 from celery import Celery
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 from sqlalchemy import select
 
 from devtools.fake_zalo import GRAPH_ME_PATH, GRAPH_PHONE_PATH, FakeZalo
-from devtools.processes import WorkerProcess
+from devtools.processes import ChildProcess, WorkerProcess, settings_env, wait_for
 from loyalty.api import create_app, signature_of
 from loyalty.bootstrap import Loyalty
 from loyalty.embedded_redis import redis_url
@@ -26,12 +34,14 @@ from loyalty.services.signin import CACHE_PREFIX
 from loyalty.settings import Settings
 from loyalty.storage.db import transaction
 from loyalty.storage.tables import Message, ZaloLink
+from tests.conftest import BACKEND
 from tests.support.db import wait_until_processed
 from tests.support.events import order_event
 
 SECRET = "miniapp-secret"
 ORIGIN = "https://h5.zdn.vn"
 SHOP_TOKEN = {"Authorization": "Bearer test-api-token"}
+LOYALTY = str(Path(sys.executable).parent / "loyalty")
 
 
 @pytest.fixture(scope="module")
@@ -331,7 +341,7 @@ def test_cors_admits_the_configured_origins_on_the_members_routes_only(
             path, headers={"Origin": ORIGIN, **SHOP_TOKEN}).headers
 
 
-def test_the_built_page_is_served_at_miniapp(shop: Loyalty, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_the_built_page_is_served_at_miniapp(shop: Loyalty, tmp_path: Path) -> None:
     (tmp_path / "index.html").write_text("<!doctype html><title>Hạng thành viên</title>",
                                          encoding="utf-8")
     (tmp_path / "assets").mkdir()
@@ -344,3 +354,94 @@ def test_the_built_page_is_served_at_miniapp(shop: Loyalty, tmp_path) -> None:  
     assert client.get("/miniapp").status_code == 200  # redirected to /miniapp/
     assert client.get("/miniapp/../pyproject.toml").status_code == 404
     assert TestClient(create_app(shop)).get("/miniapp/").status_code == 404
+
+
+def _answers(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=1).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_no_token_or_phone_code_reaches_any_log_line_of_loyalty_serve(
+        shop: Loyalty, graph: FakeZalo, tmp_path: Path) -> None:
+    page = tmp_path / "dist"
+    page.mkdir()
+    (page / "index.html").write_text("<!doctype html><title>page</title>", encoding="utf-8")
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    server = ChildProcess("serve", [LOYALTY, "serve", "--port", str(port), "--miniapp",
+                                    str(page)],
+                          settings_env(shop.settings), tmp_path / "serve.log")
+    server.start(ready=lambda: _answers(base + "/healthz"), timeout=60)
+    try:
+        token = graph.mint_user_token("app-L", oa_user_id="oa-L")
+        code = graph.mint_phone_code(token, "84908888888")
+        header = {"X-Zalo-Access-Token": token}
+        assert requests.get(base + "/v1/me", headers=header, timeout=10).status_code == 200
+        assert requests.get(f"{base}/miniapp/?access_token={token}", timeout=10).ok
+        assert requests.post(base + "/v1/me/phone", json={"token": code}, headers=header,
+                             timeout=10).status_code == 200
+        assert requests.post(base + "/v1/me/phone", json={"token": "x" + code},
+                             headers=header, timeout=10).status_code == 422
+        refused = graph.mint_user_token("app-R")
+        graph.expire_user_token(refused)
+        assert requests.get(base + "/v1/me", headers={"X-Zalo-Access-Token": refused},
+                            timeout=10).status_code == 401
+        unverified = graph.mint_user_token("app-U")
+        graph.fail_next(GRAPH_ME_PATH, http_status=502,
+                        message=f"upstream echoed {unverified}")
+        assert requests.get(base + "/v1/me", headers={"X-Zalo-Access-Token": unverified},
+                            timeout=10).status_code == 503
+    finally:
+        server.stop()
+    log = server.log()
+    # The lines are there (so the checks below look at something) …
+    assert 'GET /miniapp/?access_token=[redacted] HTTP/1.1" 200' in log
+    assert '"POST /v1/me/phone HTTP/1.1" 422' in log and "Zalo Graph /v2.0/me unavailable" in log
+    assert "Zalo user linked by phone" in log and "********888" in log
+    # … and none carries a token, a phone code or the whole number.
+    for secret in [token, code, refused, unverified, "84908888888", SECRET]:
+        assert secret not in log
+
+
+@pytest.mark.skipif(BACKEND == "embedded",
+                    reason="the demo runs on its own embedded setup whatever the backend")
+def test_demo_serve_keeps_the_api_up_signed_in_as_a_demo_member(tmp_path: Path) -> None:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOYALTY_")}
+    output = tmp_path / "demo.out"
+    with open(output, "wb") as out:
+        demo = subprocess.Popen([LOYALTY, "demo", "--customers", "12", "--workers", "1",
+                                 "--serve", "--port", str(port)], cwd=tmp_path, env=env,
+                                stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: "X-Zalo-Access-Token:" in output.read_text() and
+                 _answers(f"http://127.0.0.1:{port}/healthz"), 180,
+                 "demo --serve did not come up")
+        text = output.read_text()
+        member = re.search(r"signed in as (C-\d+) through a fake Zalo", text)
+        token = re.search(r"X-Zalo-Access-Token: ([\w-]+)'", text)
+        assert member and token, text
+        assert "run `make miniapp`" in text  # no page built in this checkout's miniapp/dist
+        view = requests.get(f"http://127.0.0.1:{port}/v1/me", timeout=10,
+                            headers={"X-Zalo-Access-Token": token[1]}).json()
+        # The first member nudged: their page has the live offer and the tag.
+        assert view["customer_id"] == member[1] and view["points"] > 0
+        assert view["offer"]["bonus_points"] == 100 and view["tags"]
+        assert requests.get(f"http://127.0.0.1:{port}/v1/me", timeout=10, headers={
+            "X-Zalo-Access-Token": "not-minted"}).status_code == 401
+        demo.send_signal(signal.SIGINT)
+        assert demo.wait(60) == 0
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+            demo.wait(10)
+    # The embedded Redis of the demo is stopped with it.
+    assert not (tmp_path / ".loyalty" / "demo" / "redis.pid").exists()
