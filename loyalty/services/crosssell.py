@@ -6,15 +6,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ColumnElement, and_, exists, func, or_, select
+from sqlalchemy import ColumnElement, Select, and_, exists, func, or_, select
 from sqlalchemy.orm import Session
 
 from loyalty.domain.crosssell import (
-    BonusOffer,
     bonus_deadline,
-    bonus_offer,
     bonus_reversal_text,
     bonus_window_for_order,
     campaign_day,
@@ -90,22 +88,18 @@ def run_scan(loyalty: Loyalty, as_of: datetime, *, dry_run: bool = False) -> Sca
     return report
 
 
-def open_nudge(session: Session, program: Program, customer_id: str,
-               placed_at: datetime) -> tuple[int, datetime] | None:
-    """(id, sent_at) of the latest sent nudge whose window an order placed at ``placed_at``
-    falls in and that has paid no bonus yet."""
-    earliest, latest = bonus_window_for_order(program, placed_at)
-    paid = select(LedgerEntry.nudge_id).where(LedgerEntry.kind == LedgerKind.CROSSSELL_BONUS,
-                                              LedgerEntry.customer_id == customer_id,
-                                              LedgerEntry.nudge_id.is_not(None))
-    row = session.execute(
-        select(Message.id, Message.sent_at).where(Message.kind == MessageKind.NUDGE,
-                                                  Message.customer_id == customer_id,
-                                                  Message.status == MessageStatus.SENT,
-                                                  Message.sent_at.between(earliest, latest),
-                                                  Message.id.not_in(paid))
-        .order_by(Message.sent_at.desc()).limit(1)).first()
-    return None if row is None else (row.id, row.sent_at)
+def open_nudges(customer_id: Any, earliest: Any, latest: Any) -> Select[tuple[int, Any]]:
+    """(id, sent_at) of the latest nudge sent to ``customer_id`` within ``[earliest, latest]``
+    (``bonus_window_for_order``) that has paid no bonus yet. Each argument may be a value, a
+    column of an outer query or a bind parameter."""
+    # The ledger's unique (nudge_id, kind) is the index this looks through.
+    paid = exists().where(LedgerEntry.nudge_id == Message.id,
+                          LedgerEntry.kind == LedgerKind.CROSSSELL_BONUS)
+    return (select(Message.id, Message.sent_at)
+            .where(Message.kind == MessageKind.NUDGE, Message.customer_id == customer_id,
+                   Message.status == MessageStatus.SENT,
+                   Message.sent_at.between(earliest, latest), ~paid)
+            .order_by(Message.sent_at.desc()).limit(1))
 
 
 def bonus_for_order(session: Session, program: Program, customer_id: str,
@@ -115,15 +109,10 @@ def bonus_for_order(session: Session, program: Program, customer_id: str,
     The member's row lock is held, so no other bonus of this member can appear meanwhile;
     the ledger's unique (nudge_id, kind) would refuse one anyway.
     """
-    nudge = open_nudge(session, program, customer_id, placed_at)
-    return None if nudge is None else crosssell_bonus(program, nudge[0])
-
-
-def offer_now(session: Session, program: Program, customer_id: str,
-              now: datetime) -> BonusOffer | None:
-    """The bonus an order placed now would earn (the member's page shows it)."""
-    nudge = open_nudge(session, program, customer_id, now)
-    return None if nudge is None else bonus_offer(program, nudge[1])
+    earliest, latest = bonus_window_for_order(program, placed_at)
+    nudge = session.scalar(open_nudges(customer_id, earliest, latest)
+                           .with_only_columns(Message.id))
+    return None if nudge is None else crosssell_bonus(program, nudge)
 
 
 def bonus_reversal_notice(session: Session, program: Program, customer: Customer,

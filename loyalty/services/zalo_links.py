@@ -18,7 +18,7 @@ import logging
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select, update
+from sqlalchemy import ScalarSelect, select, update
 from sqlalchemy.orm import Session
 
 from loyalty.storage.db import transaction
@@ -35,6 +35,11 @@ log = logging.getLogger("loyalty.signin")
 
 class PhoneRefused(Exception):
     """Zalo refused the phone code, or its number is not one we can use (HTTP 422)."""
+
+
+def linked_to(zalo_id: str) -> ScalarSelect[str | None]:
+    """The customer ``zalo_id`` is linked to, as a subquery (NULL while none is)."""
+    return select(ZaloLink.customer_id).where(ZaloLink.zalo_id == zalo_id).scalar_subquery()
 
 
 def linked_customer(session: Session, identity: ZaloIdentity, now: datetime) -> str | None:
