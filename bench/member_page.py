@@ -30,10 +30,10 @@ from urllib.parse import urlsplit
 from pydantic import SecretStr
 
 from bench.core import BenchError, Benchmark, Context, env_int
-from bench.procs import _free_port, api_server
+from bench.procs import api_server
 from bench.report import Rate, Result, ratio
 from devtools.fake_zalo import GRAPH_ME_PATH, FakeZalo
-from devtools.processes import ChildProcess, settings_env
+from devtools.processes import ChildProcess, free_port, settings_env
 from loyalty.bootstrap import Loyalty
 from loyalty.storage.db import transaction
 from loyalty.storage.tables import Customer, CustomerTag, LedgerEntry, Message
@@ -80,7 +80,7 @@ def _member(loyalty: Loyalty, rows: int) -> None:
 
 @contextmanager
 def _bare_server(ctx: Context) -> Iterator[str]:
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     child = ChildProcess("bare", [sys.executable, "-m", "uvicorn", "bench.bare_app:app",
                                   "--host", "127.0.0.1", "--port", str(port),

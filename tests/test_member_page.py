@@ -9,7 +9,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -25,7 +24,7 @@ from pydantic import SecretStr
 from sqlalchemy import select
 
 from devtools.fake_zalo import GRAPH_ME_PATH, GRAPH_PHONE_PATH, FakeZalo
-from devtools.processes import ChildProcess, WorkerProcess, settings_env, wait_for
+from devtools.processes import ChildProcess, WorkerProcess, free_port, settings_env, wait_for
 from loyalty.api import create_app, signature_of
 from loyalty.bootstrap import Loyalty
 from loyalty.embedded_redis import redis_url
@@ -361,12 +360,6 @@ def _answers(url: str) -> bool:
         return requests.get(url, timeout=1).status_code == 200
     except requests.RequestException:
         return False
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def test_no_token_or_phone_code_reaches_any_log_line_of_loyalty_serve(
