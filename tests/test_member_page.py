@@ -11,10 +11,12 @@ import re
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 import redis
 import requests
@@ -57,11 +59,24 @@ def page_settings(migrated: Settings, graph: FakeZalo, **changes: object) -> Set
 
 
 @pytest.fixture
-def shop(loyalty: Loyalty, migrated: Settings, graph: FakeZalo) -> Iterator[Loyalty]:
+def shop_with(loyalty: Loyalty, migrated: Settings,
+              graph: FakeZalo) -> Iterator[Callable[..., Loyalty]]:
+    """The system on this test's emptied databases, with the page's settings changed."""
     graph.clear_failures()
-    shop = Loyalty.from_settings(page_settings(migrated, graph))
-    yield shop
-    shop.engine.dispose()
+    made: list[Loyalty] = []
+
+    def make(**changes: object) -> Loyalty:
+        made.append(Loyalty.from_settings(page_settings(migrated, graph, **changes)))
+        return made[-1]
+
+    yield make
+    for shop in made:
+        shop.engine.dispose()
+
+
+@pytest.fixture
+def shop(shop_with: Callable[..., Loyalty]) -> Loyalty:
+    return shop_with()
 
 
 def client_for(shop: Loyalty, celery: Celery) -> TestClient:
@@ -74,14 +89,15 @@ def client(shop: Loyalty, celery_sender: Celery) -> TestClient:
     return client_for(shop, celery_sender)
 
 
-def send_events(client: TestClient, *events: dict) -> None:
+def send_events(client: TestClient, *events: dict[str, Any]) -> None:
     body = json.dumps({"events": list(events)}).encode()
     answer = client.post("/v1/order-events", content=body, headers={
         "X-Loyalty-Signature": signature_of(body, "test-webhook-secret")})
     assert answer.status_code == 202, answer.text
 
 
-def me(client: TestClient, token: str | None, path: str = "/v1/me", **headers: str):  # type: ignore[no-untyped-def]
+def me(client: TestClient, token: str | None, path: str = "/v1/me",
+       **headers: str) -> httpx.Response:
     if token is not None:
         headers["X-Zalo-Access-Token"] = token
     return client.get(path, headers=headers)
@@ -129,9 +145,9 @@ def test_a_valid_token_shows_its_member_and_never_another(
 
 
 @pytest.mark.parametrize("kind", ["missing", "unknown", "expired", "forged", "other-secret"])
-def test_a_token_zalo_refuses_is_401(shop: Loyalty, celery_sender: Celery, graph: FakeZalo,
-                                     migrated: Settings, kind: str) -> None:
-    client = client_for(shop, celery_sender)
+def test_a_token_zalo_refuses_is_401(shop_with: Callable[..., Loyalty], celery_sender: Celery,
+                                     graph: FakeZalo, kind: str) -> None:
+    client = client_for(shop_with(), celery_sender)
     token: str | None = graph.mint_user_token("app-1", oa_user_id="oa-1")
     if kind == "missing":
         token = None
@@ -142,9 +158,7 @@ def test_a_token_zalo_refuses_is_401(shop: Loyalty, celery_sender: Celery, graph
     elif kind == "forged":
         token = token[:-2] + ("aa" if not token.endswith("aa") else "bb")
     else:  # a server whose app secret is not the one the token's app has
-        other = Loyalty.from_settings(page_settings(migrated, graph,
-                                                    miniapp_secret_key=SecretStr("nope")))
-        client = client_for(other, celery_sender)
+        client = client_for(shop_with(miniapp_secret_key=SecretStr("nope")), celery_sender)
     for path in ["/v1/me", "/v1/me/ledger"]:
         answer = me(client, token, path)
         assert answer.status_code == 401, answer.text
@@ -156,7 +170,7 @@ def test_a_token_zalo_refuses_is_401(shop: Loyalty, celery_sender: Celery, graph
                                      {"error": -501, "message": "region restricted"}],
                          ids=["5xx", "timeout", "region"])
 def test_a_zalo_outage_is_503_but_a_cached_token_still_works(
-        client: TestClient, graph: FakeZalo, failure: dict) -> None:
+        client: TestClient, graph: FakeZalo, failure: dict[str, Any]) -> None:
     known = graph.mint_user_token("app-1")
     assert me(client, known).status_code == 200
     new = graph.mint_user_token("app-2")
@@ -186,9 +200,8 @@ def test_the_cache_asks_zalo_once_and_keys_by_a_hash(client: TestClient, shop: L
 
 
 def test_after_its_fresh_minutes_a_token_is_asked_again_and_counts_only_while_zalo_is_down(
-        loyalty: Loyalty, migrated: Settings, graph: FakeZalo, celery_sender: Celery) -> None:
-    shop = Loyalty.from_settings(page_settings(migrated, graph, miniapp_token_cache_minutes=0))
-    client = client_for(shop, celery_sender)
+        shop_with: Callable[..., Loyalty], graph: FakeZalo, celery_sender: Celery) -> None:
+    client = client_for(shop_with(miniapp_token_cache_minutes=0), celery_sender)
     token = graph.mint_user_token("app-1")
     assert me(client, token).status_code == 200 and me(client, token).status_code == 200
     assert graph_calls(graph, token) == 2
@@ -201,21 +214,23 @@ def test_after_its_fresh_minutes_a_token_is_asked_again_and_counts_only_while_za
     assert me(client, token).status_code == 503  # … so the cache no longer vouches for it
 
 
-def test_without_redis_members_still_sign_in(loyalty: Loyalty, migrated: Settings,
+def test_without_redis_members_still_sign_in(shop_with: Callable[..., Loyalty],
                                              graph: FakeZalo, celery_sender: Celery) -> None:
-    shop = Loyalty.from_settings(page_settings(migrated, graph,
-                                               redis_url="redis://127.0.0.1:1/0"))
-    client = client_for(shop, celery_sender)
+    client = client_for(shop_with(redis_url="redis://127.0.0.1:1/0"), celery_sender)
     token = graph.mint_user_token("app-1")
     assert me(client, token).status_code == 200 and me(client, token).status_code == 200
     assert graph_calls(graph, token) == 2
 
 
-def test_sign_in_without_an_app_secret_is_503(loyalty: Loyalty, migrated: Settings,
+def test_sign_in_without_an_app_secret_is_503(shop_with: Callable[..., Loyalty],
                                               graph: FakeZalo, celery_sender: Celery) -> None:
-    shop = Loyalty.from_settings(migrated.model_copy(update={"zalo_graph_url": graph.url}))
+    # Neither the Mini App's secret nor the OA's: no appsecret_proof can be made.
+    shop = shop_with(miniapp_secret_key=SecretStr(""), zalo_secret_key=SecretStr(""))
     answer = me(client_for(shop, celery_sender), graph.mint_user_token("app-1"))
     assert answer.status_code == 503 and "not configured" in answer.json()["detail"]
+    # The Mini App's secret defaults to the OA app's.
+    shop = shop_with(miniapp_secret_key=SecretStr(""), zalo_secret_key=SecretStr(SECRET))
+    assert me(client_for(shop, celery_sender), graph.mint_user_token("app-1")).status_code == 200
 
 
 def test_a_member_with_no_orders_sees_the_first_tier_and_0_points(client: TestClient,

@@ -4,6 +4,7 @@ sorted into "Zalo refused it" (the member's problem) and "Zalo cannot answer" (o
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -64,7 +65,7 @@ def test_unknown_expired_and_wrongly_proven_tokens_are_refused(graph: FakeZalo) 
     {"http_status": 200},  # an answer with neither an id nor an error code
 ], ids=["502", "500", "timeout", "region", "rate-limit", "no-id"])
 def test_an_answer_zalo_cannot_give_now_is_unavailable_not_refused(
-        graph: FakeZalo, client: GraphClient, failure: dict) -> None:
+        graph: FakeZalo, client: GraphClient, failure: dict[str, Any]) -> None:
     token = graph.mint_user_token("app-1")
     graph.fail_next(GRAPH_ME_PATH, **failure)
     with pytest.raises(GraphUnavailable):
