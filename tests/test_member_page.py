@@ -26,7 +26,14 @@ from pydantic import SecretStr
 from sqlalchemy import select
 
 from devtools.fake_zalo import GRAPH_ME_PATH, GRAPH_PHONE_PATH, FakeZalo
-from devtools.processes import ChildProcess, WorkerProcess, free_port, settings_env, wait_for
+from devtools.processes import (
+    ROOT,
+    ChildProcess,
+    WorkerProcess,
+    free_port,
+    settings_env,
+    wait_for,
+)
 from loyalty.api import create_app, signature_of
 from loyalty.bootstrap import Loyalty
 from loyalty.embedded_redis import redis_url
@@ -437,7 +444,11 @@ def test_demo_serve_keeps_the_api_up_signed_in_as_a_demo_member(tmp_path: Path) 
         member = re.search(r"signed in as (C-\d+) through a fake Zalo", text)
         token = re.search(r"X-Zalo-Access-Token: ([\w-]+)'", text)
         assert member and token, text
-        assert "run `make miniapp`" in text  # no page built in this checkout's miniapp/dist
+        if (ROOT / "miniapp" / "dist" / "index.html").is_file():
+            assert f"open http://127.0.0.1:{port}/miniapp/?access_token={token[1]}" in text
+            assert _answers(f"http://127.0.0.1:{port}/miniapp/")
+        else:
+            assert "run `make miniapp`" in text
         view = requests.get(f"http://127.0.0.1:{port}/v1/me", timeout=10,
                             headers={"X-Zalo-Access-Token": token[1]}).json()
         # The first member nudged: their page has the live offer and the tag.
