@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import ColumnElement, ScalarSelect, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -42,10 +42,15 @@ def lock_order(session: Session, order_id: str) -> Order | None:
     ).one_or_none()
 
 
+def spent_by(customer_id: str | ColumnElement[str]) -> ScalarSelect[int]:
+    """The sum of what each of the member's orders counts (``OrderState.spend``);
+    ``customer_id`` may be a column of an outer query."""
+    return select(func.coalesce(func.sum(Order.spend), 0)) \
+        .where(Order.customer_id == customer_id).scalar_subquery()
+
+
 def total_spent(session: Session, customer_id: str) -> int:
-    """The sum of what each of the member's orders counts (``OrderState.spend``)."""
-    return int(session.scalar(select(func.coalesce(func.sum(Order.spend), 0))
-                              .where(Order.customer_id == customer_id)) or 0)
+    return int(session.scalar(select(spent_by(customer_id))) or 0)
 
 
 def reachable_on(channel: Channel) -> ColumnElement[bool]:
