@@ -72,8 +72,8 @@ NUDGE_TEXT = (
     "điểm thành viên bạn nhé!!"
 )
 BONUS_REVERSAL_TEXT = (
-    "Đơn hàng {order_id} đã bị hủy hoặc trả lại, nên {bonus_points} điểm thưởng của chương "
-    "trình đã được trừ lại. Điểm hiện tại của bạn: {points}."
+    "Đơn hàng {order_id} đã bị hủy, trả lại hoặc hoàn tiền, nên {bonus_points} điểm thưởng "
+    "của chương trình đã được trừ lại. Điểm hiện tại của bạn: {points}."
 )
 BIRTHDAY_TEXT = (
     "Chúc mừng sinh nhật {name}! Là thành viên hạng {tier_name}, bạn nhận được: {gift}."

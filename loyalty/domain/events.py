@@ -9,7 +9,15 @@ from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 
 class OrderStatus(StrEnum):
@@ -53,6 +61,16 @@ class OrderEvent(BaseModel):
     shipping_fee: int = Field(ge=0, strict=True)
     placed_at: AwareDatetime
     occurred_at: AwareDatetime
+    # VND refunded so far for this order, cumulative (SPEC §3); None: the sender said nothing.
+    refunded_amount: int | None = Field(default=None, ge=0, strict=True)
+
+    @field_validator("refunded_amount")
+    @classmethod
+    def _refund_within_total(cls, value: int | None, info: ValidationInfo) -> int | None:
+        total = info.data.get("total_payable")  # absent when it was itself invalid
+        if value is not None and total is not None and value > total:
+            raise ValueError(f"must not be more than total_payable ({total})")
+        return value
 
     @property
     def earns(self) -> bool:

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from loyalty.domain.points import LedgerKind, Posting
-from loyalty.domain.tiers import tier_for_points
+from loyalty.domain.tiers import TierChangeReason, tier_for_points
 from loyalty.program import Program
 from loyalty.storage.tables import Customer, LedgerEntry, TierChange
 
@@ -31,14 +31,16 @@ def post(session: Session, program: Program, customer: Customer, posting: Postin
     entry = LedgerEntry(
         customer_id=customer.id, kind=posting.kind, points=posting.points, order_id=order_id,
         nudge_id=posting.nudge_id, tier=posting.tier or customer.tier,
-        multiplier=str(posting.multiplier), balance_after=customer.points, created_at=now)
+        multiplier=str(posting.multiplier), balance_after=customer.points,
+        refunded_to=posting.refunded_to, created_at=now)
     session.add(entry)
     session.flush()  # the unique constraints speak here, before anything else is done
     reached = tier_for_points(program, customer.points)
     if reached.code != customer.tier:
         session.add(TierChange(customer_id=customer.id, from_tier=customer.tier,
                                to_tier=reached.code, points=customer.points,
-                               ledger_entry_id=entry.id, changed_at=now))
+                               reason=TierChangeReason.POINTS, ledger_entry_id=entry.id,
+                               changed_at=now))
         customer.tier = reached.code
     return entry
 
@@ -53,6 +55,6 @@ def post_all(session: Session, program: Program, customer: Customer,
 def order_postings(session: Session, order_id: str) -> list[Posting]:
     """What the ledger holds of one order, oldest first."""
     return [Posting(LedgerKind(row.kind), row.points, Decimal(row.multiplier), row.tier,
-                    row.nudge_id)
+                    row.nudge_id, row.refunded_to)
             for row in session.scalars(select(LedgerEntry).where(
                 LedgerEntry.order_id == order_id).order_by(LedgerEntry.id))]

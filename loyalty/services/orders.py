@@ -17,7 +17,7 @@ from loyalty.domain.events import (
 )
 from loyalty.domain.messages import Channel
 from loyalty.domain.orders import OrderState, Outcome, PointsAction, apply_order_event
-from loyalty.domain.points import Posting, order_credit, reversal
+from loyalty.domain.points import Posting, order_credit, refund, reversal
 from loyalty.domain.tiers import new_member_tier
 from loyalty.program import Program
 from loyalty.services import crosssell
@@ -58,7 +58,8 @@ def _state(order: Order) -> OrderState:
         customer_id=order.customer_id, status=OrderStatus(order.status),
         payment_status=PaymentStatus(order.payment_status), total_payable=order.total_payable,
         shipping_fee=order.shipping_fee, placed_at=order.placed_at,
-        occurred_at=order.occurred_at, earned=order.earned, reversed=order.reversed)
+        occurred_at=order.occurred_at, earned=order.earned, reversed=order.reversed,
+        earning=order.earning, refunded=order.refunded, refunded_status=order.refunded_status)
 
 
 def _save(session: Session, order: Order | None, order_id: str, state: OrderState,
@@ -75,6 +76,9 @@ def _save(session: Session, order: Order | None, order_id: str, state: OrderStat
     order.occurred_at = state.occurred_at
     order.earned = state.earned
     order.reversed = state.reversed
+    order.earning = state.earning
+    order.refunded = state.refunded
+    order.refunded_status = state.refunded_status
     order.spend = state.spend
     order.updated_at = now
 
@@ -121,25 +125,41 @@ def apply_event(session: Session, program: Program, event: OrderEvent, now: date
     session.flush()
 
     postings: list[Posting] = []
+    for action in change.actions:
+        step = _postings_for(session, program, customer, action, change.state, event)
+        postings += step
+        post_all(session, program, customer, step, now=now, order_id=event.order_id)
     messages: list[int] = []
-    if change.action is PointsAction.EARN:
-        # The multiplier is that of the tier held before this order is credited.
-        postings = [order_credit(program, program.tier(customer.tier), event.total_payable,
-                                 event.shipping_fee)]
-        bonus = crosssell.bonus_for_order(session, program, customer.id, event.placed_at)
-        postings += [bonus] if bonus is not None else []
-        outcome = Outcome.EARNED
-    elif change.action is PointsAction.REVERSE:
-        postings = reversal(order_postings(session, event.order_id))
-        outcome = Outcome.REVERSED
-    else:
-        outcome = Outcome.UNCHANGED if change.state == before else Outcome.UPDATED
-    post_all(session, program, customer, postings, now=now, order_id=event.order_id)
-    if change.action is PointsAction.REVERSE and notify_channel is not None:
+    if notify_channel is not None:
         notice = crosssell.bonus_reversal_notice(session, program, customer, event.order_id,
                                                  postings, notify_channel, now)
         messages = [notice] if notice is not None else []
+    outcome = _outcome(change.actions) if change.actions else \
+        Outcome.UNCHANGED if change.state == before else Outcome.UPDATED
 
     session.execute(update(ProcessedEvent).where(ProcessedEvent.event_id == event.event_id)
                     .values(outcome=outcome))
     return Applied(outcome, customer.id, sum(p.points for p in postings), tuple(messages))
+
+
+def _postings_for(session: Session, program: Program, customer: Customer,
+                  action: PointsAction, state: OrderState, event: OrderEvent) -> list[Posting]:
+    """What one points action of the domain posts; a refund or reversal reads the order's
+    rows as they are now, the credit of this very event included."""
+    if action is PointsAction.EARN:
+        # The multiplier is that of the tier held before this order is credited.
+        credit = order_credit(program, program.tier(customer.tier), event.total_payable,
+                              event.shipping_fee)
+        bonus = crosssell.bonus_for_order(session, program, customer.id, event.placed_at)
+        return [credit] + ([bonus] if bonus is not None else [])
+    rows = order_postings(session, event.order_id)
+    if action is PointsAction.REVERSE:
+        return reversal(rows)
+    assert state.earning is not None  # the domain refunds only an order that earned
+    return refund(rows, state.earning, state.refunded, state.refunded_status)
+
+
+def _outcome(actions: tuple[PointsAction, ...]) -> Outcome:
+    if PointsAction.EARN in actions:
+        return Outcome.EARNED
+    return Outcome.REVERSED if PointsAction.REVERSE in actions else Outcome.REFUNDED
