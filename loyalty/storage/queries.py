@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import ColumnElement, Connection, func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -40,6 +40,26 @@ def lock_order(session: Session, order_id: str) -> Order | None:
     return session.scalars(
         select(Order).where(Order.order_id == order_id).with_for_update()
     ).one_or_none()
+
+
+# The PostgreSQL advisory lock that orders program changes against the transactions that
+# apply the program (a number of our own; advisory locks are per database).
+PROGRAM_LOCK = 0x6C6F79616C7479  # "loyalty"
+
+
+def share_program_lock(connection: Connection) -> None:
+    """Until the transaction ends, no program change can start or be under way. Nothing to
+    do on SQLite, where BEGIN IMMEDIATE serialises every transaction already."""
+    if connection.dialect.name == "postgresql":
+        connection.execute(text("SELECT pg_advisory_xact_lock_shared(:key)"),
+                           {"key": PROGRAM_LOCK})
+
+
+def take_program_lock(connection: Connection) -> None:
+    """Wait for every transaction holding the program lock shared; keep others out until
+    this one ends."""
+    if connection.dialect.name == "postgresql":
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": PROGRAM_LOCK})
 
 
 def total_spent(session: Session, customer_id: str) -> int:
