@@ -1,8 +1,11 @@
 """The schedule Celery Beat runs (``celery -A workers beat``). Run exactly one beat.
 
 Times are the shop's (``LOYALTY_TIMEZONE``, Asia/Ho_Chi_Minh by default) and come from the
-program file. Every job is idempotent per period, so a second beat started by mistake
-sends nothing twice; it only wastes a scan.
+configured program file, read when beat starts (every process imports this module, and it
+must not need the database to do so). To move the scan or the birthday job: change that
+file, put it in force (``loyalty program apply FILE`` or ``loyalty db upgrade``) and restart
+beat. Every job is idempotent per period, so a second beat started by mistake sends nothing
+twice; it only wastes a scan.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from celery.schedules import crontab
 from loyalty.bootstrap import get_loyalty
 from loyalty.queueing import BIRTHDAYS, CROSSSELL_SCAN, RELAY_OUTBOX, SWEEP_TAGS
 
-_program = get_loyalty().program
+_program = get_loyalty().programs.configured.program
 _scan_at = _program.crosssell.scan_at
 _birthdays_at = _program.birthdays.send_at
 

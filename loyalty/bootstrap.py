@@ -1,8 +1,8 @@
 """The composition root: everything one process needs, built from settings in one place.
 
-Services receive a ``Loyalty`` and use its parts: the program, the database, the clock and
-the shop's zone, and the adapters built here on first use (Redis, the Celery app and its
-``TaskQueue``, the message sender and what follows a sent message, Zalo's Graph API).
+Services receive a ``Loyalty`` and use its parts: the program in force, the database, the
+clock and the shop's zone, and the adapters built here on first use (Redis, the Celery app
+and its ``TaskQueue``, the message sender and what follows a sent message, Zalo's Graph API).
 """
 
 from __future__ import annotations
@@ -11,11 +11,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cached_property, lru_cache, partial
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import redis
 from celery import Celery
-from sqlalchemy import Engine
+from sqlalchemy import Engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 from loyalty.domain.messages import Channel, MessageKind
@@ -24,6 +25,7 @@ from loyalty.program import Program, load_program
 from loyalty.queueing import TaskQueue, make_celery
 from loyalty.senders import LogSender, ZaloSender
 from loyalty.services.outbox import OnSent
+from loyalty.services.programs import DEFAULTS, ProgramInForce
 from loyalty.services.tags import tag_nudged_member
 from loyalty.settings import Settings, get_settings
 from loyalty.storage.db import database_url, make_engine, make_session_factory
@@ -39,7 +41,7 @@ def utc_now() -> datetime:
 @dataclass
 class Loyalty:
     settings: Settings
-    program: Program
+    programs: ProgramInForce
     engine: Engine
     sessions: sessionmaker[Session]
     clock: Callable[[], datetime] = field(default=utc_now)
@@ -47,9 +49,21 @@ class Loyalty:
     @classmethod
     def from_settings(cls, settings: Settings) -> Loyalty:
         # The program is read first: a bad file stops start-up before anything connects.
-        program = load_program(settings.program_file)
+        configured = load_program(settings.program_file)
+        source = str(Path(settings.program_file).resolve()) if settings.program_file \
+            else DEFAULTS
         engine = make_engine(database_url(settings))
-        return cls(settings, program, engine, make_session_factory(engine))
+        sessions = make_session_factory(engine)
+        programs = ProgramInForce(configured, source)
+        # Every transaction starts by checking which program is in force.
+        event.listen(sessions, "after_begin", programs.on_begin)
+        return cls(settings, programs, engine, sessions)
+
+    @property
+    def program(self) -> Program:
+        """The program in force as of the start of this process's latest transaction: read
+        it inside the transaction that applies it (``services.programs``)."""
+        return self.programs.program
 
     @cached_property
     def zone(self) -> ZoneInfo:

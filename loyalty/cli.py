@@ -7,18 +7,26 @@ import os
 import sys
 from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import click
 
 from loyalty.bootstrap import Loyalty, get_loyalty
 from loyalty.logs import configure_logging
-from loyalty.program import ProgramError
+from loyalty.program import Program, ProgramError, program_document, program_toml, read_program_file
 from loyalty.services.birthdays import run_birthdays
 from loyalty.services.crosssell import run_scan
 from loyalty.services.events import UnknownRefusedEvent, list_refused, replay_refused
 from loyalty.services.importing import import_events
 from loyalty.services.members import UnknownMember, show_member
 from loyalty.services.outbox import dispatch
+from loyalty.services.programs import (
+    ChangeReport,
+    InForce,
+    adopt_configured,
+    apply_program,
+    program_in_force,
+)
 from loyalty.services.tags import sweep_tags
 from loyalty.settings import get_settings
 from loyalty.storage.db import database_url
@@ -45,9 +53,89 @@ def db() -> None:
 
 @db.command("upgrade")
 def db_upgrade() -> None:
-    """Create or migrate the database schema."""
+    """Create or migrate the database schema; put the configured program in force when it
+    differs from the stored one."""
     upgrade(database_url(get_settings()))
     click.echo("database schema is up to date")
+    loyalty = _loyalty()
+    _report_change(adopt_configured(loyalty), loyalty.programs.configured.source)
+
+
+# Exit status of `program check` and `program apply` for a file that cannot be used (click
+# uses 2 for a command line it cannot read).
+REFUSED = 1
+
+
+@main.group()
+def program() -> None:
+    """The loyalty program: show the one in force, check a file, put one in force."""
+
+
+def _read_or_refuse(file: Path) -> Program:
+    try:
+        return read_program_file(file)
+    except ProgramError as error:
+        click.echo(f"{file}: refused, nothing was changed", err=True)
+        for key, why in error.problems:
+            click.echo(f"  {key}: {why}", err=True)
+        sys.exit(REFUSED)
+
+
+def _origin(in_force: InForce, zone: ZoneInfo) -> str:
+    if in_force.version is None or in_force.applied_at is None:
+        return (f"no program stored yet: the configured one, from {in_force.source} "
+                "(`loyalty db upgrade` records it)")
+    applied = in_force.applied_at.astimezone(zone).isoformat(timespec="seconds")
+    return f"program version {in_force.version}, in force since {applied}, from {in_force.source}"
+
+
+def _report_change(report: ChangeReport, source: str) -> None:
+    if report.unchanged:
+        click.echo(f"program version {report.version} from {source} is in force already")
+        return
+    click.echo(f"program version {report.version} from {source} is in force: "
+               f"{report.moved_up} member(s) moved up a tier, {report.moved_down} down")
+
+
+@program.command("show")
+@click.option("--json", "as_json", is_flag=True, help="As JSON, with where it came from.")
+def program_show(as_json: bool) -> None:
+    """The program in force, as a program file, and where it came from."""
+    loyalty = _loyalty()
+    in_force = program_in_force(loyalty)
+    if as_json:
+        click.echo(json.dumps({
+            "version": in_force.version, "source": in_force.source,
+            "applied_at": in_force.applied_at.astimezone(loyalty.zone).isoformat()
+            if in_force.applied_at else None,
+            "program": program_document(in_force.program)}, ensure_ascii=False, indent=2))
+        return
+    click.echo(f"# {_origin(in_force, loyalty.zone)}\n")
+    click.echo(program_toml(in_force.program), nl=False)
+
+
+@program.command("check")
+@click.argument("file", type=click.Path(path_type=Path))
+def program_check(file: Path) -> None:
+    """Check a program file without using it; every bad key is named (exit status 1)."""
+    checked = _read_or_refuse(file)
+    click.echo(f"{file}: a valid program; tiers " + ", ".join(
+        f"{tier.code} from {tier.threshold} ×{tier.multiplier}" for tier in checked.tiers))
+
+
+@program.command("apply")
+@click.argument("file", type=click.Path(path_type=Path))
+def program_apply(file: Path) -> None:
+    """Put the program in FILE in force: a new version, every member's tier re-evaluated
+    under its thresholds. Points do not change; multipliers apply to credits from now on."""
+    new = _read_or_refuse(file)
+    loyalty = _loyalty()
+    source = str(file.resolve())
+    _report_change(apply_program(loyalty, new, source), source)
+    if new != loyalty.programs.configured.program:
+        click.echo(f"note: the configured program ({loyalty.programs.configured.source}) is "
+                   "another one; `loyalty db upgrade` would put it back in force. Point "
+                   "LOYALTY_PROGRAM_FILE at this file.", err=True)
 
 
 @main.command()

@@ -1,7 +1,8 @@
 """The loyalty program: tiers, points, campaign numbers and message texts.
 
 Every number of SPEC §2 lives here with its default. A shop overrides any of them in a
-TOML file (``LOYALTY_PROGRAM_FILE``); a bad file is refused at start-up with the key named.
+TOML file (``LOYALTY_PROGRAM_FILE``); a bad file is refused with every bad key named. Which
+program is in force, and changing it, is ``loyalty.services.programs``.
 """
 
 from __future__ import annotations
@@ -14,11 +15,23 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+import tomli_w
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 
 class ProgramError(ValueError):
-    """The program file cannot be used; the message names the offending key."""
+    """The program file cannot be used; ``problems`` names every offending key."""
+
+    def __init__(self, problems: list[tuple[str, str]], heading: str = "bad program file"):
+        self.problems = problems
+        super().__init__(f"{heading}: " + "; ".join(f"{key}: {why}" for key, why in problems))
 
 
 class _Strict(BaseModel):
@@ -72,8 +85,8 @@ NUDGE_TEXT = (
     "điểm thành viên bạn nhé!!"
 )
 BONUS_REVERSAL_TEXT = (
-    "Đơn hàng {order_id} đã bị hủy hoặc trả lại, nên {bonus_points} điểm thưởng của chương "
-    "trình đã được trừ lại. Điểm hiện tại của bạn: {points}."
+    "Đơn hàng {order_id} đã bị hủy, trả lại hoặc hoàn tiền, nên {bonus_points} điểm thưởng "
+    "của chương trình đã được trừ lại. Điểm hiện tại của bạn: {points}."
 )
 BIRTHDAY_TEXT = (
     "Chúc mừng sinh nhật {name}! Là thành viên hạng {tier_name}, bạn nhận được: {gift}."
@@ -93,17 +106,21 @@ class Messages(_Strict):
     bonus_reversal: str = BONUS_REVERSAL_TEXT
     birthday: str = BIRTHDAY_TEXT
 
-    @model_validator(mode="after")
-    def _known_placeholders(self) -> Messages:
-        for key, allowed in TEMPLATE_FIELDS.items():
-            used = {field for _, field, _, _ in string.Formatter().parse(getattr(self, key))
+    @field_validator(*TEMPLATE_FIELDS)
+    @classmethod
+    def _known_placeholders(cls, text: str, info: ValidationInfo) -> str:
+        # One template at a time, so that each bad one is named by its own key.
+        allowed = TEMPLATE_FIELDS[str(info.field_name)]
+        try:
+            used = {field for _, field, _, _ in string.Formatter().parse(text)
                     if field is not None}
-            unknown = used - allowed
-            if unknown:
-                raise ValueError(
-                    f"messages.{key}: unknown placeholder(s) {sorted(unknown)}; "
-                    f"allowed: {sorted(allowed)}")
-        return self
+        except ValueError as error:
+            raise ValueError(f"not a template: {error}") from None
+        unknown = used - allowed
+        if unknown:
+            raise ValueError(f"unknown placeholder(s) {sorted(unknown)}; "
+                             f"allowed: {sorted(allowed)}")
+        return text
 
 
 DEFAULT_TIERS: tuple[Tier, ...] = (
@@ -140,18 +157,9 @@ class Program(_Strict):
     @field_validator("tiers")
     @classmethod
     def _tiers_ordered(cls, tiers: tuple[Tier, ...]) -> tuple[Tier, ...]:
-        if not tiers:
-            raise ValueError("at least one tier is needed")
-        if tiers[0].threshold != 0:
-            raise ValueError("the first tier's threshold must be 0")
-        for before, after in itertools.pairwise(tiers):
-            if after.threshold <= before.threshold:
-                raise ValueError(
-                    f"thresholds must increase: {after.code} ({after.threshold}) is not above "
-                    f"{before.code} ({before.threshold})")
-        codes = [tier.code for tier in tiers]
-        if len(set(codes)) != len(codes):
-            raise ValueError("tier codes must be unique")
+        problems = tier_order_problems([(tier.code, tier.threshold) for tier in tiers])
+        if problems:
+            raise ValueError("; ".join(problems))
         return tiers
 
     def tier(self, code: str) -> Tier:
@@ -159,6 +167,25 @@ class Program(_Strict):
             if tier.code == code:
                 return tier
         raise KeyError(code)
+
+
+def tier_order_problems(tiers: list[tuple[Any, Any]]) -> list[str]:
+    """What is wrong with the tiers as a whole, given each one's (code, threshold): at least
+    one tier, the first at 0, thresholds increasing, codes unique. Thresholds that are not
+    integers are skipped: they are wrong on their own, and named so."""
+    if not tiers:
+        return ["at least one tier is needed"]
+    problems = []
+    if tiers[0][1] != 0 and isinstance(tiers[0][1], int):
+        problems.append("the first tier's threshold must be 0")
+    for (low_code, low), (code, threshold) in itertools.pairwise(tiers):
+        if isinstance(low, int) and isinstance(threshold, int) and threshold <= low:
+            problems.append(f"thresholds must increase: {code} ({threshold}) is not above "
+                            f"{low_code} ({low})")
+    codes = [code for code, _ in tiers]
+    if len(set(map(str, codes))) != len(codes):
+        problems.append("tier codes must be unique")
+    return problems
 
 
 def _key_path(location: tuple[int | str, ...], data: dict[str, Any]) -> str:
@@ -177,24 +204,60 @@ def _key_path(location: tuple[int | str, ...], data: dict[str, Any]) -> str:
     return ".".join(parts) or "(file)"
 
 
+def _raw_tier_order_problems(data: dict[str, Any]) -> list[tuple[str, str]]:
+    """The whole-tiers rules on the file as written: pydantic checks them only once every
+    tier is valid on its own, and a shop should hear of every problem at once."""
+    tiers = data.get("tiers")
+    if not isinstance(tiers, list) or not all(isinstance(tier, dict) for tier in tiers):
+        return []
+    return [("tiers", problem) for problem in tier_order_problems(
+        [(tier.get("code"), tier.get("threshold")) for tier in tiers])]
+
+
 def parse_program(data: dict[str, Any]) -> Program:
+    """The program ``data`` describes, or ``ProgramError`` naming every bad key."""
     try:
         return Program.model_validate(data)
     except ValidationError as error:
-        problems = "; ".join(
-            f"{_key_path(issue['loc'], data)}: {issue['msg']}" for issue in error.errors())
-        raise ProgramError(f"bad program file: {problems}") from None
+        problems = [(_key_path(issue["loc"], data), issue["msg"]) for issue in error.errors()]
+    if not any(key == "tiers" for key, _ in problems):
+        problems += _raw_tier_order_problems(data)
+    raise ProgramError(problems)
+
+
+def read_program_file(path: str | Path) -> Program:
+    """The program in the TOML file at ``path``, or ``ProgramError`` naming every bad key."""
+    try:
+        with open(path, "rb") as file:
+            data = tomllib.load(file)
+    except OSError as error:
+        raise ProgramError([("(file)", f"cannot read {path}: {error.strerror}")],
+                           heading="program file") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ProgramError([("(file)", f"{path} is not valid TOML: {error}")],
+                           heading="program file") from None
+    return parse_program(data)
 
 
 def load_program(path: str | Path | None) -> Program:
     """The program in ``path``, or the SPEC defaults when no file is given."""
-    if path is None:
-        return Program()
-    try:
-        with open(path, "rb") as file:
-            data = tomllib.load(file)
-    except FileNotFoundError:
-        raise ProgramError(f"program file {path} does not exist") from None
-    except tomllib.TOMLDecodeError as error:
-        raise ProgramError(f"program file {path} is not valid TOML: {error}") from None
-    return parse_program(data)
+    return Program() if path is None else read_program_file(path)
+
+
+def program_toml(program: Program) -> str:
+    """The whole program as a program file: what ``read_program_file`` reads back to the
+    same program."""
+    def plain(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {key: plain(item) for key, item in value.items()}
+        if isinstance(value, list | tuple):
+            return [plain(item) for item in value]
+        # A multiplier such as 1.2 goes through its text when read, so it stays exact.
+        return float(value) if isinstance(value, Decimal) else value
+    return tomli_w.dumps(plain(program.model_dump()))
+
+
+def program_document(program: Program) -> dict[str, Any]:
+    """The whole program as JSON, exact (multipliers as decimal text): what is stored with a
+    program version, and what ``parse_program`` reads back to the same program."""
+    return program.model_dump(mode="json")

@@ -14,6 +14,7 @@ from devtools.processes import WorkerProcess, wait_for
 from loyalty.bootstrap import Loyalty
 from loyalty.domain.tiers import tier_for_points
 from loyalty.producer import enqueue_order_events
+from loyalty.services.members import show_member
 from loyalty.storage.tables import LedgerEntry
 from tests.support.db import (
     assert_ledger_consistent,
@@ -22,6 +23,7 @@ from tests.support.db import (
     wait_until_processed,
 )
 from tests.support.events import order_event
+from tests.support.model import Step, expected
 
 pytestmark = pytest.mark.workers
 
@@ -56,27 +58,44 @@ def test_two_workers_on_one_customers_200_orders_lose_nothing(
 def test_random_lifecycles_duplicated_and_shuffled_match_the_reference(
         loyalty: Loyalty, workers: list[WorkerProcess], celery_sender: Celery) -> None:
     rng = random.Random(7)
-    events, expected = [], {}
-    for n in range(60):
+    events, expected_points, expected_spend = [], {}, {}
+    for n in range(80):
         customer = f"C-{n}"
-        lifecycle = [("pending", "unpaid"), ("confirmed", "unpaid"), ("shipping", "unpaid"),
-                     ("delivered", rng.choice(["paid", "unpaid"]))]
-        ending = rng.choice([None, "cancelled", "returned"])
-        if ending:
-            lifecycle.append((ending, "refunded"))
         total = rng.randrange(0, 900_000)
         shipping = rng.randrange(0, 40_000)
-        for minute, (status, paid) in enumerate(lifecycle):
-            events.append(order_event(f"SO-{n}", customer, status, paid, total=total,
-                                      shipping=shipping, at=minute))
-        earns = ("delivered", "paid") in lifecycle and ending is None
-        expected[customer] = max(0, (total - shipping) // 1000) if earns else 0
-    sent = events + rng.sample(events, 40)  # at least once: some twice
+        lifecycle: list[Step] = [
+            ("pending", "unpaid", None), ("confirmed", "unpaid", None),
+            ("shipping", "unpaid", None), ("delivered", rng.choice(["paid", "unpaid"]), None)]
+        # Partial refunds (cumulative amounts), sometimes a full one, sometimes an ending.
+        for _ in range(rng.choice([0, 0, 1, 2, 3])):
+            lifecycle.append(("delivered", "paid", rng.randrange(0, total + 1)))
+        if rng.random() < 0.15:
+            lifecycle.append(("delivered", "refunded", None))
+        ending = rng.choice([None, None, "cancelled", "returned"])
+        if ending:
+            lifecycle.append((ending, "refunded", None))
+        for minute, (status, paid, refunded) in enumerate(lifecycle):
+            event = order_event(f"SO-{n}", customer, status, paid, total=total,
+                                shipping=shipping, at=minute)
+            if refunded is not None:
+                event["refunded_amount"] = refunded
+            events.append(event)
+        model = expected(lifecycle, total, shipping)
+        # One order per member: credited at Member, ×1.0.
+        expected_points[customer] = model.points(model.earning // 1000)
+        expected_spend[customer] = model.spend
+    sent = events + rng.sample(events, 60)  # at least once: some twice
     rng.shuffle(sent)
     enqueue_order_events(sent, celery=celery_sender)
     wait_until_processed(loyalty, len(events))
-    assert balances(loyalty) == expected
+    assert balances(loyalty) == expected_points
+    assert {customer: show_member(loyalty, customer).total_spent
+            for customer in expected_spend} == expected_spend
     assert_ledger_consistent(loyalty)
+    with loyalty.sessions() as session:
+        refund_rows = session.scalar(select(func.count()).select_from(LedgerEntry).where(
+            LedgerEntry.kind == "order_refund"))
+    assert refund_rows, "the lifecycles refunded nothing: the test proves less than it says"
 
 
 def test_worker_killed_mid_queue_then_restarted_applies_every_event_once(

@@ -18,6 +18,8 @@ from pydantic import (
     Field,
     TypeAdapter,
     ValidationError,
+    ValidationInfo,
+    field_validator,
 )
 
 from loyalty.domain.text import escaped, first_control
@@ -98,6 +100,16 @@ class OrderEvent(BaseModel):
     shipping_fee: Amount
     placed_at: Time
     occurred_at: Time
+    # VND refunded so far for this order, cumulative (SPEC §3); None: the sender said nothing.
+    refunded_amount: Amount | None = None
+
+    @field_validator("refunded_amount")
+    @classmethod
+    def _refund_within_total(cls, value: int | None, info: ValidationInfo) -> int | None:
+        total = info.data.get("total_payable")  # absent when it was itself invalid
+        if value is not None and total is not None and value > total:
+            raise ValueError(f"must not be more than total_payable ({total})")
+        return value
 
     @property
     def earns(self) -> bool:

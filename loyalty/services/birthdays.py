@@ -34,12 +34,13 @@ def run_birthdays(loyalty: Loyalty, as_of: datetime) -> BirthdayReport:
     born_today = or_(*(and_(extract("month", Customer.birthday) == month,
                             extract("day", Customer.birthday) == day)
                        for month, day in birthdays_celebrated_on(today)))
-    recent_gift = exists().where(Message.kind == MessageKind.BIRTHDAY,
-                                 Message.customer_id == Customer.id,
-                                 Message.status != MessageStatus.FAILED,
-                                 Message.created_at > gift_window_start(loyalty.program, as_of))
     report = BirthdayReport()
     with transaction(loyalty.sessions) as session:
+        # Inside the transaction: the program in force is the one read at its start.
+        recent_gift = exists().where(
+            Message.kind == MessageKind.BIRTHDAY, Message.customer_id == Customer.id,
+            Message.status != MessageStatus.FAILED,
+            Message.created_at > gift_window_start(loyalty.program, as_of))
         rows = session.execute(
             select(Customer, recent_gift.label("recent_gift"), reachable_on(channel))
             .where(born_today).order_by(Customer.id))

@@ -61,11 +61,13 @@ def _not_nudged_lately(program: Program, as_of: datetime) -> ColumnElement[bool]
 def run_scan(loyalty: Loyalty, as_of: datetime, *, dry_run: bool = False) -> ScanReport:
     """Select who is near the next tier and record a nudge for each; the caller dispatches
     the report's ``queued`` messages once this has committed."""
-    program, zone, channel = loyalty.program, loyalty.zone, loyalty.channel
+    zone, channel = loyalty.zone, loyalty.channel
     reachable = reachable_on(channel)
-    eligible = and_(near_next_tier(program), _not_nudged_lately(program, as_of))
     day = campaign_day(as_of, zone)
     with transaction(loyalty.sessions) as session:
+        # Read in the transaction: it holds the program lock, so no change runs across it.
+        program = loyalty.program
+        eligible = and_(near_next_tier(program), _not_nudged_lately(program, as_of))
         candidates = list(session.scalars(
             select(Customer).where(eligible, reachable).order_by(Customer.id)))
         unreachable = session.scalar(

@@ -20,7 +20,7 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from loyalty.domain.points import LedgerKind, Posting
-from loyalty.domain.tiers import tier_for_points
+from loyalty.domain.tiers import TierChangeReason, tier_for_points
 from loyalty.program import Program
 from loyalty.storage.bulk import allocate_ids, insert_rows
 from loyalty.storage.tables import Customer, LedgerEntry, TierChange
@@ -67,13 +67,14 @@ class Ledger:
         row = {"customer_id": member.id, "kind": posting.kind, "points": posting.points,
                "order_id": order_id, "nudge_id": posting.nudge_id, "tier": booked.tier,
                "multiplier": str(posting.multiplier), "balance_after": member.points,
-               "created_at": self.now}
+               "refunded_to": posting.refunded_to, "created_at": self.now}
         self.rows.append(row)
         reached = tier_for_points(self.program, member.points)
         if reached.code != member.tier:
             self.tier_changes.append({
                 "customer_id": member.id, "from_tier": member.tier, "to_tier": reached.code,
-                "points": member.points, "ledger_row": row, "changed_at": self.now})
+                "points": member.points, "reason": TierChangeReason.POINTS,
+                "ledger_row": row, "changed_at": self.now})
             member.tier = reached.code
         return booked
 
@@ -127,8 +128,10 @@ def order_postings(session: Session, order_ids: Iterable[str]) -> dict[str, list
     postings: dict[str, list[Posting]] = {}
     for row in session.execute(
             select(LedgerEntry.order_id, LedgerEntry.kind, LedgerEntry.points,
-                   LedgerEntry.multiplier, LedgerEntry.tier, LedgerEntry.nudge_id)
+                   LedgerEntry.multiplier, LedgerEntry.tier, LedgerEntry.nudge_id,
+                   LedgerEntry.refunded_to)
             .where(LedgerEntry.order_id.in_(set(order_ids))).order_by(LedgerEntry.id)):
         postings.setdefault(row.order_id, []).append(Posting(
-            LedgerKind(row.kind), row.points, Decimal(row.multiplier), row.tier, row.nudge_id))
+            LedgerKind(row.kind), row.points, Decimal(row.multiplier), row.tier, row.nudge_id,
+            row.refunded_to))
     return postings

@@ -31,9 +31,10 @@ from loyalty.domain.orders import (
     Outcome,
     PointsAction,
     apply_order_event,
+    outcome_of,
     postings_for,
 )
-from loyalty.domain.points import LedgerKind
+from loyalty.domain.points import LedgerKind, Posting
 from loyalty.domain.tiers import new_member_tier
 from loyalty.program import Program
 from loyalty.services import crosssell
@@ -90,8 +91,8 @@ def apply_events(session: Session, program: Program, events: Sequence[OrderEvent
                      {events[i].customer.id for i, _, _ in changes}, now)
 
     rows = order_postings(session, {events[i].order_id for i, change, _ in changes
-                                    if change.action is PointsAction.REVERSE})
-    earning = [events[i] for i, change, _ in changes if change.action is PointsAction.EARN]
+                                    if set(change.actions) - {PointsAction.EARN}})
+    earning = [events[i] for i, change, _ in changes if PointsAction.EARN in change.actions]
     nudges, paid = _bonus_candidates(session, program, earning)
     ledger = Ledger(program, now)
     for i, change, before in changes:
@@ -100,23 +101,26 @@ def apply_events(session: Session, program: Program, events: Sequence[OrderEvent
         member.update_contact(phone=event.customer.phone,
                               zalo_user_id=event.customer.zalo_user_id,
                               name=event.customer.name, birthday=event.customer.birthday)
-        bonus = None
-        if change.action is PointsAction.EARN:
-            bonus = nudge_paying_bonus(program, nudges.get(member.id, ()), paid,
-                                       event.placed_at)
-            paid.update([bonus] if bonus is not None else [])
-        postings = postings_for(program, change, event, held=program.tier(member.tier),
-                                order_rows=rows.get(event.order_id, []), bonus_nudge=bonus)
-        posted = ledger.post_all(member, postings, event.order_id)
-        rows.setdefault(event.order_id, []).extend(posted)
+        posted: list[Posting] = []
+        for action in change.actions:
+            bonus = None
+            if action is PointsAction.EARN:
+                bonus = nudge_paying_bonus(program, nudges.get(member.id, ()), paid,
+                                           event.placed_at)
+                paid.update([bonus] if bonus is not None else [])
+            step = ledger.post_all(member, postings_for(
+                program, action, change.state, event, held=program.tier(member.tier),
+                order_rows=rows.get(event.order_id, []), bonus_nudge=bonus), event.order_id)
+            rows.setdefault(event.order_id, []).extend(step)
+            posted += step
         messages: tuple[int, ...] = ()
-        if change.action is PointsAction.REVERSE and notify_channel is not None:
+        if notify_channel is not None:
             notice = crosssell.bonus_reversal_notice(session, program, member, event.order_id,
                                                      posted, notify_channel, now)
             messages = () if notice is None else (notice,)
         results[i] = Applied(event.event_id, event.order_id, member.id,
-                             _outcome(change.action, change.state, before),
-                             sum(p.points for p in posted), messages)
+                             outcome_of(change, before), sum(p.points for p in posted),
+                             messages)
 
     _refuse_copies_of_refused(events, fresh, results)
     ledger.flush(session, members.values())
@@ -126,12 +130,6 @@ def apply_events(session: Session, program: Program, events: Sequence[OrderEvent
     return [results[i] for i in range(len(events))]
 
 
-def _outcome(action: PointsAction, state: OrderState, before: OrderState | None) -> Outcome:
-    if action is PointsAction.EARN:
-        return Outcome.EARNED
-    if action is PointsAction.REVERSE:
-        return Outcome.REVERSED
-    return Outcome.UNCHANGED if state == before else Outcome.UPDATED
 
 
 def _refused(event: OrderEvent, refusal: EventRefused) -> Applied:
@@ -202,7 +200,8 @@ def _lock_orders(session: Session, order_ids: set[str]) -> dict[str, OrderState]
         customer_id=row.customer_id, status=OrderStatus(row.status),
         payment_status=PaymentStatus(row.payment_status), total_payable=row.total_payable,
         shipping_fee=row.shipping_fee, placed_at=row.placed_at, occurred_at=row.occurred_at,
-        earned=row.earned, reversed=row.reversed) for row in rows}
+        earned=row.earned, reversed=row.reversed, earning=row.earning, refunded=row.refunded,
+        refunded_status=row.refunded_status) for row in rows}
 
 
 def _add_new_members(session: Session, program: Program, members: dict[str, Member],
@@ -245,7 +244,8 @@ def _bonus_candidates(session: Session, program: Program, earning: list[OrderEve
 
 
 _ORDER_COLUMNS = ("customer_id", "status", "payment_status", "total_payable", "shipping_fee",
-                  "placed_at", "occurred_at", "earned", "reversed")
+                  "placed_at", "occurred_at", "earned", "reversed", "earning", "refunded",
+                  "refunded_status")
 _UPDATE_ORDER = update(Order).where(Order.order_id == bindparam("key")).values(
     {name: bindparam(name) for name in (*_ORDER_COLUMNS, "spend", "updated_at")})
 

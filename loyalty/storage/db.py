@@ -54,6 +54,12 @@ def make_session_factory(engine: Engine) -> sessionmaker[Session]:
 
 @contextmanager
 def transaction(sessions: sessionmaker[Session]) -> Iterator[Session]:
-    """One unit of work: commit on success, roll back on any error."""
+    """One unit of work: commit on success, roll back on any error.
+
+    It begins at once rather than at the first statement, so that what runs at the start of
+    every transaction (the program's version check) has run before the body reads the
+    program.
+    """
     with sessions() as session, session.begin():
+        session.connection()
         yield session

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import ColumnElement, ScalarSelect, func, select
+from sqlalchemy import ColumnElement, Connection, ScalarSelect, func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -28,18 +28,8 @@ def insert_if_absent(session: Session, model: type[Base], values: dict[str, Any]
     return session.execute(statement).scalar()
 
 
-def lock_customer(session: Session, customer_id: str) -> Customer | None:
-    """The member row, locked until the transaction ends (a no-op lock on SQLite, where
-    BEGIN IMMEDIATE already serialises writers)."""
-    return session.scalars(
-        select(Customer).where(Customer.id == customer_id).with_for_update()
-    ).one_or_none()
 
 
-def lock_order(session: Session, order_id: str) -> Order | None:
-    return session.scalars(
-        select(Order).where(Order.order_id == order_id).with_for_update()
-    ).one_or_none()
 
 
 def spent_by(customer_id: str | ColumnElement[str]) -> ScalarSelect[int]:
@@ -49,8 +39,26 @@ def spent_by(customer_id: str | ColumnElement[str]) -> ScalarSelect[int]:
         .where(Order.customer_id == customer_id).scalar_subquery()
 
 
-def total_spent(session: Session, customer_id: str) -> int:
-    return int(session.scalar(select(spent_by(customer_id))) or 0)
+# The PostgreSQL advisory lock that orders program changes against the transactions that
+# apply the program (a number of our own; advisory locks are per database).
+PROGRAM_LOCK = 0x6C6F79616C7479  # "loyalty"
+
+
+def share_program_lock(connection: Connection) -> None:
+    """Until the transaction ends, no program change can start or be under way. Nothing to
+    do on SQLite, where BEGIN IMMEDIATE serialises every transaction already."""
+    if connection.dialect.name == "postgresql":
+        connection.execute(text("SELECT pg_advisory_xact_lock_shared(:key)"),
+                           {"key": PROGRAM_LOCK})
+
+
+def take_program_lock(connection: Connection) -> None:
+    """Wait for every transaction holding the program lock shared; keep others out until
+    this one ends."""
+    if connection.dialect.name == "postgresql":
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": PROGRAM_LOCK})
+
+
 
 
 def reachable_on(channel: Channel) -> ColumnElement[bool]:

@@ -19,12 +19,14 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from loyalty.domain.messages import MessageKind, MessageStatus
 from loyalty.domain.points import LedgerKind
+from loyalty.domain.tiers import TierChangeReason
 
 # SQLite assigns ids only to a column typed exactly INTEGER PRIMARY KEY.
 Id = BigInteger().with_variant(Integer(), "sqlite")
@@ -90,6 +92,11 @@ class Order(Base):
     occurred_at: Mapped[datetime] = mapped_column(Timestamp())
     earned: Mapped[bool] = mapped_column(default=False)
     reversed: Mapped[bool] = mapped_column(default=False)
+    # The earning amount of the event that earned (``OrderState.earning``).
+    earning: Mapped[int | None] = mapped_column(BigInteger)
+    # The largest refunded_amount seen, and whether an event said payment_status refunded.
+    refunded: Mapped[int] = mapped_column(BigInteger, default=0)
+    refunded_status: Mapped[bool] = mapped_column(default=False)
     # What the order counts towards the member's total_spent (``OrderState.spend``).
     spend: Mapped[int] = mapped_column(BigInteger, default=0)
     updated_at: Mapped[datetime] = mapped_column(Timestamp())
@@ -114,11 +121,20 @@ class LedgerEntry(Base):
     # The exact decimal text ("1.2"), never a float.
     multiplier: Mapped[str] = mapped_column(String(16))
     balance_after: Mapped[int] = mapped_column(BigInteger)
+    # An order_refund row: the cumulative refunded amount (VND) it brings the order to.
+    refunded_to: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(Timestamp())
 
     __table_args__ = (
         # An order is credited once and taken back once, ever; a nudge pays one bonus.
-        UniqueConstraint("order_id", "kind", name="uq_ledger_order_kind"),
+        Index("uq_ledger_order_kind", "order_id", "kind", unique=True,
+              postgresql_where=text(f"kind <> '{LedgerKind.ORDER_REFUND}'"),
+              sqlite_where=text(f"kind <> '{LedgerKind.ORDER_REFUND}'")),
+        # An order may be refunded in steps, but each cumulative amount is taken back once:
+        # a second worker, or a redelivery, computing the same step collides here.
+        UniqueConstraint("order_id", "kind", "refunded_to", name="uq_ledger_order_refund"),
+        CheckConstraint(f"(kind = '{LedgerKind.ORDER_REFUND}') = (refunded_to IS NOT NULL)",
+                        name="ck_ledger_refunded_to"),
         UniqueConstraint("nudge_id", "kind", name="uq_ledger_nudge_kind"),
         CheckConstraint(_one_of("kind", LedgerKind), name="ck_ledger_kind"),
         Index("ix_ledger_customer", "customer_id", "id"),
@@ -126,6 +142,8 @@ class LedgerEntry(Base):
 
 
 class TierChange(Base):
+    """The tier history: a move caused by a ledger row, or by a change of the program."""
+
     __tablename__ = "tier_changes"
 
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
@@ -133,8 +151,32 @@ class TierChange(Base):
     from_tier: Mapped[str] = mapped_column(String(32))
     to_tier: Mapped[str] = mapped_column(String(32))
     points: Mapped[int] = mapped_column(BigInteger)
-    ledger_entry_id: Mapped[int] = mapped_column(ForeignKey("ledger_entries.id"))
+    reason: Mapped[str] = mapped_column(String(32), default=TierChangeReason.POINTS)
+    ledger_entry_id: Mapped[int | None] = mapped_column(ForeignKey("ledger_entries.id"))
+    program_version: Mapped[int | None] = mapped_column(ForeignKey("program_versions.version"))
     changed_at: Mapped[datetime] = mapped_column(Timestamp())
+
+    __table_args__ = (
+        CheckConstraint(
+            f"(reason = '{TierChangeReason.POINTS}' AND ledger_entry_id IS NOT NULL) OR "
+            f"(reason = '{TierChangeReason.PROGRAM_CHANGE}' AND program_version IS NOT NULL)",
+            name="ck_tier_change_cause"),
+    )
+
+
+class ProgramVersion(Base):
+    """Every program that was put in force, newest last (SPEC §2 "program change")."""
+
+    __tablename__ = "program_versions"
+
+    version: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    # The whole program as JSON (``program.program_document``).
+    program: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # The file it was read from, or "defaults".
+    source: Mapped[str] = mapped_column(Text)
+    applied_at: Mapped[datetime] = mapped_column(Timestamp())
+    moved_up: Mapped[int] = mapped_column(Integer)
+    moved_down: Mapped[int] = mapped_column(Integer)
 
 
 class ProcessedEvent(Base):

@@ -22,20 +22,24 @@ from loyalty.domain.messages import (
     next_quota_day,
     recipient,
 )
-from loyalty.domain.orders import apply_order_event
+from loyalty.domain.orders import PointsAction, apply_order_event
 from loyalty.domain.points import (
     LedgerKind,
     Posting,
     bonus_taken_back,
     crosssell_bonus,
     order_credit,
+    refund,
     reversal,
 )
 from loyalty.domain.tiers import (
     is_near_next_tier,
+    move_direction,
     near_tier_ranges,
     new_member_tier,
     points_to_next_tier,
+    tier_floors,
+    tier_for_points,
 )
 from loyalty.program import Program, parse_program
 from tests.support.events import order_event
@@ -63,6 +67,75 @@ def test_a_reversal_is_the_exact_negation_of_the_orders_rows() -> None:
         Posting(LedgerKind.CROSSSELL_BONUS_REVERSAL, -100, Decimal("1"), "silver", nudge_id=7)]
     assert bonus_taken_back(taken) == 100
     assert reversal(taken) == []  # reversals themselves are never taken back
+
+
+CREDIT = Posting(LedgerKind.ORDER_CREDIT, 1464, Decimal("1.2"), "silver")
+BONUS = Posting(LedgerKind.CROSSSELL_BONUS, 100, Decimal("1"), "silver", nudge_id=7)
+
+
+def test_a_partial_refund_takes_back_its_floored_share_less_what_earlier_steps_took() -> None:
+    # floor(1464 × 400,000 / 1,220,000) = 480; the bonus stays.
+    [first] = refund([CREDIT, BONUS], 1_220_000, 400_000, False)
+    assert first == Posting(LedgerKind.ORDER_REFUND, -480, Decimal("1.2"), "silver",
+                            refunded_to=400_000)
+    # floor(1464 × 1,000,000 / 1,220,000) = 1200 in all: 720 more.
+    [second] = refund([CREDIT, BONUS, first], 1_220_000, 1_000_000, False)
+    assert (second.points, second.refunded_to) == (-720, 1_000_000)
+    # The same amount again, or a smaller one, takes nothing.
+    assert refund([CREDIT, BONUS, first, second], 1_220_000, 1_000_000, False) == []
+    assert refund([CREDIT, BONUS, first, second], 1_220_000, 400_000, False) == []
+    # An order that never earned has nothing to give back.
+    assert refund([], 1_220_000, 400_000, True) == []
+
+
+def test_a_full_refund_and_a_cancellation_take_back_the_rest_base_and_bonus() -> None:
+    step = Posting(LedgerKind.ORDER_REFUND, -480, Decimal("1.2"), "silver", refunded_to=400_000)
+    full = refund([CREDIT, BONUS, step], 1_220_000, 400_000, True)
+    assert full == [
+        Posting(LedgerKind.ORDER_REFUND, -984, Decimal("1.2"), "silver", refunded_to=1_220_000),
+        Posting(LedgerKind.CROSSSELL_BONUS_REVERSAL, -100, Decimal("1"), "silver", nudge_id=7)]
+    assert refund([CREDIT, BONUS, step], 1_220_000, 1_220_000, False) == full
+    assert [p.points for p in reversal([CREDIT, BONUS, step])] == [-984, -100]
+    assert bonus_taken_back(full) == 100
+
+
+def test_an_order_that_earns_with_a_refund_known_earns_and_refunds_at_once() -> None:
+    shipped = apply_order_event(None, parse_event({
+        **order_event("SO-1", "C-1", "shipping", "paid", at=0), "refunded_amount": 610_000}))
+    assert shipped.actions == () and shipped.state.refunded == 610_000
+    earned = apply_order_event(shipped.state, parse_event(order_event("SO-1", "C-1", at=1)))
+    assert earned.actions == (PointsAction.EARN, PointsAction.REFUND)
+    assert (earned.state.earning, earned.state.spend) == (1_220_000, 610_000)
+    refunded = apply_order_event(earned.state, parse_event(order_event(
+        "SO-1", "C-1", "delivered", "refunded", at=2)))
+    assert refunded.actions == (PointsAction.REFUND,)
+    assert refunded.state.reversed and refunded.state.spend == 0
+
+
+@given(gaps=st.lists(st.integers(1, 2_000), min_size=1, max_size=4),
+       points=st.integers(0, 10_000))
+def test_tier_floors_are_the_same_rule_as_tier_for_points(gaps: list[int],
+                                                           points: int) -> None:
+    thresholds = [0]
+    for gap in gaps:
+        thresholds.append(thresholds[-1] + gap)
+    program = parse_program({"tiers": [
+        {"code": f"t{n}", "name": f"T{n}", "name_vi": f"T{n}", "threshold": t, "multiplier": 1}
+        for n, t in enumerate(thresholds)]})
+    floors = tier_floors(program)
+    held = next((code for floor, code in floors if points >= floor), floors[-1][1])
+    assert held == tier_for_points(program, points).code
+
+
+def test_a_move_at_a_program_change_is_up_down_or_neither_by_threshold() -> None:
+    renamed = parse_program({"tiers": [
+        {"code": "member", "name": "M", "name_vi": "M", "threshold": 0, "multiplier": 1},
+        {"code": "bronze", "name": "B", "name_vi": "B", "threshold": 500, "multiplier": 1},
+        {"code": "argent", "name": "A", "name_vi": "A", "threshold": 1000, "multiplier": 1}]})
+    assert move_direction(PROGRAM, renamed, "member", "bronze") == 1  # 0 → 500
+    assert move_direction(PROGRAM, renamed, "gold", "argent") == -1  # 2000 → 1000
+    assert move_direction(PROGRAM, renamed, "silver", "argent") == 0  # 1000 → 1000
+    assert move_direction(renamed, PROGRAM, "argent", "gold") == 1
 
 
 def test_a_new_member_starts_at_the_first_tier() -> None:

@@ -1,7 +1,7 @@
 """zalo_links (a verified Zalo identity → customer) and the lookups sign-in needs
 
 Revision ID: 0007
-Revises: 0003
+Revises: 0005
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = '0007'
-down_revision = '0003'
+down_revision = '0005'
 branch_labels = None
 depends_on = None
 
