@@ -23,6 +23,7 @@ from loyalty.domain.messages import OPEN_STATUSES, Channel, MessageKind, Message
 from loyalty.domain.points import LedgerKind, Posting, bonus_taken_back, crosssell_bonus
 from loyalty.domain.tiers import near_tier_ranges
 from loyalty.program import Program
+from loyalty.services.holdout import assign_groups, held_out_lately, holdout_of
 from loyalty.services.outbox import new_message
 from loyalty.storage.db import transaction
 from loyalty.storage.queries import reachable_on
@@ -37,6 +38,7 @@ class ScanReport:
     selected: int
     unreachable: int
     queued: list[int] = field(default_factory=list)  # message ids of new nudges
+    held_out: int = 0  # selected, and kept from the nudge by the holdout
 
 
 def near_next_tier(program: Program) -> ColumnElement[bool]:
@@ -63,7 +65,8 @@ def run_scan(loyalty: Loyalty, as_of: datetime, *, dry_run: bool = False) -> Sca
     the report's ``queued`` messages once this has committed."""
     program, zone, channel = loyalty.program, loyalty.zone, loyalty.channel
     reachable = reachable_on(channel)
-    eligible = and_(near_next_tier(program), _not_nudged_lately(program, as_of))
+    eligible = and_(near_next_tier(program), _not_nudged_lately(program, as_of),
+                    ~held_out_lately(program, as_of))
     day = campaign_day(as_of, zone)
     with transaction(loyalty.sessions) as session:
         candidates = list(session.scalars(
@@ -72,9 +75,11 @@ def run_scan(loyalty: Loyalty, as_of: datetime, *, dry_run: bool = False) -> Sca
             select(func.count()).select_from(Customer).where(eligible, ~reachable)) or 0
         report = ScanReport(selected=len(candidates), unreachable=unreachable)
         if dry_run:
+            report.held_out = len(holdout_of(program, candidates, day))
             return report
+        to_nudge, report.held_out = assign_groups(session, program, candidates, day, as_of)
         deadline = bonus_deadline(program, as_of)
-        for customer in candidates:
+        for customer in to_nudge:
             text = nudge_text(program, points=customer.points, name=customer.name,
                               deadline=deadline, zone=zone)
             message_id = new_message(session, kind=MessageKind.NUDGE, customer=customer,

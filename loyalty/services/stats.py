@@ -19,6 +19,7 @@ from loyalty.domain.messages import MessageKind, MessageStatus
 from loyalty.domain.orders import APPLIED_OUTCOMES
 from loyalty.domain.points import LedgerKind
 from loyalty.program import Program
+from loyalty.services.campaign_results import counts_by_group
 from loyalty.storage.db import transaction
 from loyalty.storage.tables import (
     Customer,
@@ -108,7 +109,21 @@ def message_counts(session: Session, program: Program) -> list[Counts]:
     return counts
 
 
-READERS: tuple[Reader, ...] = (event_counts, ledger_counts, members_by_tier, message_counts)
+def crosssell_counts(session: Session, program: Program) -> list[Counts]:
+    """Members the cross-sell scan selected, by holdout group, and those who converted."""
+    selected, converted = counts_by_group(session, program)
+    return [
+        Counts("crosssell_selected", "members selected by the cross-sell scan, by group",
+               "group", selected),
+        # A later return takes a conversion back: a gauge, not a counter.
+        Counts("crosssell_converted", "selected members with an earning order within 72 h "
+               "of their nudge (or of the scan, held out), by group", "group", converted,
+               cumulative=False),
+    ]
+
+
+READERS: tuple[Reader, ...] = (event_counts, ledger_counts, members_by_tier, message_counts,
+                               crosssell_counts)
 
 
 def read_stats(loyalty: Loyalty, readers: Iterable[Reader] = READERS) -> list[Counts]:

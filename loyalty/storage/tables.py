@@ -76,6 +76,10 @@ class Order(Base):
     """An order's latest known state (SPEC §3) and whether it earned or gave back points."""
 
     __tablename__ = "orders"
+    __table_args__ = (
+        # The campaign's results look up a member's orders placed within a window.
+        Index("ix_orders_customer_placed", "customer_id", "placed_at"),
+    )
 
     order_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     customer_id: Mapped[str] = mapped_column(ForeignKey("customers.id"), index=True)
@@ -132,6 +136,11 @@ class TierChange(Base):
     points: Mapped[int] = mapped_column(BigInteger)
     ledger_entry_id: Mapped[int] = mapped_column(ForeignKey("ledger_entries.id"))
     changed_at: Mapped[datetime] = mapped_column(Timestamp())
+
+    __table_args__ = (
+        # The campaign's results look up a member's tier changes within a window.
+        Index("ix_tier_changes_customer_changed", "customer_id", "changed_at"),
+    )
 
 
 class ProcessedEvent(Base):
@@ -237,6 +246,31 @@ class CampaignRun(Base):
     queued: Mapped[int] = mapped_column(Integer)
     unreachable: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(Timestamp())
+
+
+class CrosssellAssignment(Base):
+    """A member a cross-sell scan selected, and the group the holdout put them in: nudged or
+    held out (``domain.holdout``). One per member per campaign day."""
+
+    __tablename__ = "crosssell_assignments"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    # The campaign day (local date) of the scan.
+    period: Mapped[date] = mapped_column(Date)
+    customer_id: Mapped[str] = mapped_column(ForeignKey("customers.id"))
+    held_out: Mapped[bool] = mapped_column()
+    # Where the member stood when selected: "reached the next tier" means these points.
+    points: Mapped[int] = mapped_column(BigInteger)
+    next_threshold: Mapped[int] = mapped_column(BigInteger)
+    assigned_at: Mapped[datetime] = mapped_column(Timestamp())
+
+    __table_args__ = (
+        # A scan run twice on one day, or by two beats at once, assigns nobody twice; the
+        # report reads a range of days through it.
+        UniqueConstraint("period", "customer_id", name="uq_crosssell_assignment_day"),
+        # The scan keeps a member held out lately out, as it does one nudged lately.
+        Index("ix_crosssell_assignments_customer", "customer_id", "assigned_at"),
+    )
 
 
 class ZaloToken(Base):

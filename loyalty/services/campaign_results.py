@@ -1,0 +1,210 @@
+"""The cross-sell campaign's results (SPEC §4 "Campaign results"), counted from the source of
+truth: the holdout's assignments, orders, tier changes, the ledger and the outbox.
+
+Each figure is one aggregate query grouped by (campaign day, group), so the work stays in
+the database whatever the number of members; Python only puts the rows of the few groups
+together and leaves the comparison to ``domain.campaign_results``. The definitions are in
+that module's docstring.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Subquery, and_, case, distinct, func, select
+from sqlalchemy.orm import Session
+
+from loyalty.domain.campaign_results import (
+    CampaignResults,
+    GroupOutcome,
+    RunResult,
+    period_closed,
+    window_closed,
+)
+from loyalty.domain.holdout import Group
+from loyalty.domain.messages import SENDABLE_STATUSES, MessageKind, MessageStatus
+from loyalty.domain.points import LedgerKind
+from loyalty.program import Program
+from loyalty.storage.db import transaction
+from loyalty.storage.intervals import shifted
+from loyalty.storage.tables import (
+    CampaignRun,
+    CrosssellAssignment,
+    LedgerEntry,
+    Message,
+    Order,
+    TierChange,
+)
+
+if TYPE_CHECKING:
+    from loyalty.bootstrap import Loyalty
+
+CAMPAIGN = "crosssell"
+# The range a report covers when none is given: the last 30 campaign days.
+DEFAULT_DAYS = 30
+# A nudge in one of these has not been sent yet, so its member's window has not started.
+ON_THEIR_WAY = (*SENDABLE_STATUSES, MessageStatus.SENDING)
+
+Key = tuple[date, bool]  # (campaign day, held out)
+
+
+def default_range(today: date, start: date | None, end: date | None) -> tuple[date, date]:
+    end = end or today
+    return start or end - timedelta(days=DEFAULT_DAYS - 1), end
+
+
+def _assigned(start: date | None, end: date | None) -> Subquery:
+    """One row per assignment: its member, and when its window started (the nudge's send,
+    or the scan for the held out and for a nudge not sent)."""
+    a = CrosssellAssignment
+    query = select(
+        a.period, a.held_out, a.customer_id, a.next_threshold,
+        func.coalesce(Message.sent_at, a.assigned_at).label("start"),
+        Message.id.label("nudge_id"), Message.status.label("status"),
+    ).select_from(a).outerjoin(Message, and_(
+        Message.kind == MessageKind.NUDGE, Message.customer_id == a.customer_id,
+        Message.period == a.period))
+    if start is not None:
+        query = query.where(a.period >= start)
+    if end is not None:
+        query = query.where(a.period <= end)
+    return query.subquery("assigned")
+
+
+@dataclass
+class _Tally:
+    """The figures of one (day, group) as the queries below return them."""
+
+    outcome: GroupOutcome = field(default_factory=GroupOutcome)
+    last_start: datetime | None = None
+    on_their_way: int = 0
+
+
+def _members_and_messages(session: Session, s: Subquery, tallies: dict[Key, _Tally]) -> None:
+    rows = session.execute(
+        select(s.c.period, s.c.held_out, s.c.status, func.count(), func.max(s.c.start))
+        .group_by(s.c.period, s.c.held_out, s.c.status))
+    for day, held_out, status, count, last_start in rows:
+        tally = tallies[(day, held_out)]
+        messages = dict(tally.outcome.messages)
+        if status is not None:
+            messages[status] = count
+        tally.outcome = replace(tally.outcome, members=tally.outcome.members + count,
+                                messages=messages)
+        tally.last_start = last_start if tally.last_start is None \
+            else max(tally.last_start, last_start)
+        tally.on_their_way += count if status in ON_THEIR_WAY else 0
+
+
+def _conversions(program: Program, s: Subquery) -> Any:
+    """Per (day, group): members with an earning, kept order placed in their window, and the
+    spend of those orders."""
+    window = timedelta(hours=program.crosssell.bonus_window_hours)
+    per_member = select(
+        s.c.period, s.c.held_out, func.sum(Order.spend).label("spend"),
+    ).select_from(s).join(Order, and_(
+        Order.customer_id == s.c.customer_id, Order.placed_at >= s.c.start,
+        Order.placed_at <= shifted(s.c.start, window),
+    )).where(Order.earned.is_(True), Order.reversed.is_(False), Order.spend > 0).group_by(
+        s.c.period, s.c.held_out, s.c.customer_id).subquery("converted")
+    return select(per_member.c.period, per_member.c.held_out,
+                  func.count().label("converted"), func.sum(per_member.c.spend).label("spend"),
+                  ).group_by(per_member.c.period, per_member.c.held_out)
+
+
+def _tiers_reached(program: Program, s: Subquery) -> Any:
+    window = timedelta(hours=program.crosssell.bonus_window_hours)
+    period = timedelta(days=program.crosssell.tag_days)
+    changed = TierChange.changed_at
+    return select(
+        s.c.period, s.c.held_out,
+        func.count(distinct(case((changed <= shifted(s.c.start, window), s.c.customer_id)))),
+        func.count(distinct(case((changed <= shifted(s.c.start, period), s.c.customer_id)))),
+    ).select_from(s).join(TierChange, and_(
+        TierChange.customer_id == s.c.customer_id, changed >= s.c.start,
+        changed <= shifted(s.c.start, max(window, period)),
+        TierChange.points >= s.c.next_threshold,
+    )).group_by(s.c.period, s.c.held_out)
+
+
+def _bonuses(s: Subquery) -> Any:
+    kind, points = LedgerEntry.kind, LedgerEntry.points
+    return select(
+        s.c.period, s.c.held_out,
+        func.sum(case((kind == LedgerKind.CROSSSELL_BONUS, points), else_=0)),
+        -func.sum(case((kind == LedgerKind.CROSSSELL_BONUS_REVERSAL, points), else_=0)),
+    ).select_from(s).join(LedgerEntry, LedgerEntry.nudge_id == s.c.nudge_id).where(
+        kind.in_((LedgerKind.CROSSSELL_BONUS, LedgerKind.CROSSSELL_BONUS_REVERSAL)),
+    ).group_by(s.c.period, s.c.held_out)
+
+
+def _run_days(session: Session, start: date, end: date) -> dict[date, datetime]:
+    """Campaign days with a scan (even one that selected nobody), and its latest time."""
+    return {day: as_of for day, as_of in session.execute(
+        select(CampaignRun.period, func.max(CampaignRun.as_of))
+        .where(CampaignRun.campaign == CAMPAIGN, CampaignRun.dry_run.is_(False),
+               CampaignRun.period.between(start, end))
+        .group_by(CampaignRun.period))}
+
+
+def read_results(session: Session, program: Program, start: date, end: date,
+                 now: datetime) -> CampaignResults:
+    s = _assigned(start, end)
+    tallies: dict[Key, _Tally] = defaultdict(_Tally)
+    _members_and_messages(session, s, tallies)
+    for day, held_out, converted, spend in session.execute(_conversions(program, s)):
+        tally = tallies[(day, held_out)]
+        tally.outcome = replace(tally.outcome, converted=converted, spend=int(spend or 0))
+    for day, held_out, in_72h, in_period in session.execute(_tiers_reached(program, s)):
+        tally = tallies[(day, held_out)]
+        tally.outcome = replace(tally.outcome, reached_next_tier_72h=in_72h,
+                                reached_next_tier_in_period=in_period)
+    for day, held_out, credited, reversed_ in session.execute(_bonuses(s)):
+        tally = tallies[(day, held_out)]
+        tally.outcome = replace(tally.outcome, bonus_credited=int(credited or 0),
+                                bonus_reversed=int(reversed_ or 0))
+
+    scans = _run_days(session, start, end)
+    runs = []
+    for day in sorted(set(scans) | {day for day, _ in tallies}):
+        nudged, held = tallies.get((day, False), _Tally()), tallies.get((day, True), _Tally())
+        starts = [moment for moment in (scans.get(day), nudged.last_start, held.last_start)
+                  if moment is not None]
+        last_start, waiting = max(starts), nudged.on_their_way + held.on_their_way
+        runs.append(RunResult(day, nudged.outcome, held.outcome,
+                              window_closed(program, last_start, waiting, now),
+                              period_closed(program, last_start, waiting, now)))
+    return CampaignResults(start, end, tuple(runs))
+
+
+def campaign_results(loyalty: Loyalty, start: date | None = None,
+                     end: date | None = None) -> CampaignResults:
+    """The results of the campaign days ``start`` to ``end`` (the last 30 by default)."""
+    now = loyalty.clock()
+    start, end = default_range(now.astimezone(loyalty.zone).date(), start, end)
+    if start > end:
+        raise ValueError(f"from ({start}) is after to ({end})")
+    with transaction(loyalty.sessions) as session:
+        return read_results(session, loyalty.program, start, end, now)
+
+
+def counts_by_group(session: Session, program: Program) -> tuple[dict[str, int],
+                                                                   dict[str, int]]:
+    """Members ever selected, and those of them who converted, by group (for /metrics)."""
+    def named(rows: Any) -> dict[str, int]:
+        totals = dict.fromkeys((group.value for group in Group), 0)
+        for held_out, count in rows:
+            group = Group.HELD_OUT if held_out else Group.NUDGED
+            totals[group.value] += int(count)
+        return totals
+
+    a = CrosssellAssignment
+    selected = named(session.execute(select(a.held_out, func.count()).group_by(a.held_out)))
+    conversions = _conversions(program, _assigned(None, None)).subquery()
+    converted = named(session.execute(
+        select(conversions.c.held_out, func.sum(conversions.c.converted))
+        .group_by(conversions.c.held_out)))
+    return selected, converted
