@@ -6,10 +6,11 @@ import hashlib
 import hmac
 import json
 from collections.abc import Callable
+from datetime import date
 from typing import Any
 
 import redis
-from fastapi import FastAPI, Header, HTTPException, Request
+from fastapi import FastAPI, Header, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
@@ -17,6 +18,7 @@ from loyalty.bootstrap import Loyalty
 from loyalty.domain.events import FieldError
 from loyalty.embedded_redis import redis_url
 from loyalty.producer import InvalidEvents, enqueue_order_events
+from loyalty.services.campaign_results import BadRange, campaign_results
 from loyalty.services.events import keep_refused
 from loyalty.services.members import UnknownMember, member_ledger, show_member
 
@@ -95,6 +97,27 @@ def create_app(loyalty: Loyalty,
             {"kind": line.kind, "points": line.points, "order_id": line.order_id,
              "balance_after": line.balance_after,
              "created_at": line.created_at.astimezone(zone).isoformat()} for line in lines]}
+
+    @app.get("/v1/campaigns/crosssell/report")
+    def crosssell_report(authorization: str | None = Header(None),
+                         start: str | None = Query(None, alias="from"),
+                         end: str | None = Query(None, alias="to")) -> Any:
+        require_token(authorization)  # before the parameters: nothing is said without it
+        days = {"from": start, "to": end}
+        parsed: dict[str, date | None] = {}
+        for name, value in days.items():
+            try:
+                parsed[name] = date.fromisoformat(value) if value else None
+            except ValueError:
+                return _unprocessable([{"field": name, "message": "must be a date YYYY-MM-DD, "
+                                        f"not {value!r}"}])
+        try:
+            return campaign_results(loyalty, parsed["from"], parsed["to"]).to_json()
+        except BadRange as error:
+            return _unprocessable([{"field": "from", "message": str(error)}])
+
+    from loyalty.console import mount_console
+    mount_console(app)
 
     @app.get("/healthz")
     def healthz() -> Any:

@@ -11,7 +11,8 @@ Definitions (storage turns them into SQL, ``services.campaign_results``):
   (``orders.spend > 0``): a partly refunded order counts with what the member kept, a fully
   refunded one does not;
 - *reached the next tier*: a tier change within 72 h, or within the tag period, to at
-  least the points of the tier above the one the member held when selected.
+  least the points of the tier above the one the member held when selected, by an order
+  that was not cancelled or returned since.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Subquery, and_, case, distinct, func, select
+from sqlalchemy import Subquery, and_, case, distinct, func, or_, select
 from sqlalchemy.orm import Session
 
 from loyalty.domain.campaign_results import (
@@ -49,6 +49,10 @@ DEFAULT_DAYS = 30
 ON_THEIR_WAY = (*SENDABLE_STATUSES, MessageStatus.SENDING)
 
 Key = tuple[date, bool]  # (campaign day, held out)
+
+
+class BadRange(ValueError):
+    """A report range that ends before it starts."""
 
 
 def default_range(today: date, start: date | None, end: date | None) -> tuple[date, date]:
@@ -127,7 +131,11 @@ def _tiers_reached(program: Program, s: Subquery) -> Any:
         TierChange.customer_id == s.c.customer_id, changed >= s.c.start,
         changed <= shifted(s.c.start, max(window, period)),
         TierChange.points >= s.c.next_threshold,
-    )).group_by(s.c.period, s.c.held_out)
+    )).join(LedgerEntry, LedgerEntry.id == TierChange.ledger_entry_id).outerjoin(
+        Order, Order.order_id == LedgerEntry.order_id,
+    # An order cancelled or returned later took the tier back: it does not count.
+    ).where(or_(Order.order_id.is_(None), Order.reversed.is_(False))).group_by(
+        s.c.period, s.c.held_out)
 
 
 def _bonuses(s: Subquery) -> Any:
@@ -186,7 +194,7 @@ def campaign_results(loyalty: Loyalty, start: date | None = None,
     now = loyalty.clock()
     start, end = default_range(now.astimezone(loyalty.zone).date(), start, end)
     if start > end:
-        raise ValueError(f"from ({start}) is after to ({end})")
+        raise BadRange(f"from ({start}) is after to ({end})")
     with transaction(loyalty.sessions) as session:
         return read_results(session, loyalty.program, start, end, now)
 
