@@ -8,19 +8,25 @@ send, each order event), so that every figure of the report is known in advance.
 from __future__ import annotations
 
 import json
+import socket
+import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+import uvicorn
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
+from playwright.sync_api import Page, expect, sync_playwright
 from pydantic import SecretStr
 from sqlalchemy import select
 
 from devtools.fake_zalo import FakeZalo
+from devtools.processes import wait_for
 from loyalty.api import create_app
 from loyalty.bootstrap import Loyalty
 from loyalty.domain.holdout import Group, group_of
@@ -266,3 +272,90 @@ def test_cli_and_http_give_the_same_report(shop: Loyalty, fake_zalo: FakeZalo,
     assert bad.status_code == 422 and "from" in bad.text
     assert client.get("/v1/campaigns/crosssell/report?from=yesterday",
                       headers=TOKEN).status_code == 422
+
+
+# --- the console page in a real Chromium ----------------------------------------------
+# A minimal harness of its own; a shared one (tests/support/browser.py) is on its way.
+
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync"]
+
+
+@contextmanager
+def serving(app: Any) -> Iterator[str]:
+    """``app`` on a free local port, in a thread; yields its base URL."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
+                                           log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: server.started, 20, "the API did not start")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@contextmanager
+def chromium_page() -> Iterator[Page]:
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium",
+                                             headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield browser.new_page(viewport={"width": 1100, "height": 1400})
+        finally:
+            browser.close()
+
+
+def test_console_page_shows_chart_and_table_and_refuses_without_the_token(
+        shop: Loyalty, fake_zalo: FakeZalo, tmp_path: Path) -> None:
+    run_the_example(shop, fake_zalo)
+    shop.clock.now = SENT + timedelta(hours=100)  # type: ignore[attr-defined]
+    with serving(create_app(shop)) as base, chromium_page() as page:
+        requested: list[str] = []
+        page.on("request", lambda request: requested.append(request.url))
+        page.goto(f"{base}/console/campaigns")
+        expect(page.locator("#sign-in")).to_be_visible()
+        expect(page.locator("#results")).to_be_hidden()
+
+        page.fill("#token", "wrong-token")
+        page.click("#token-form button")
+        expect(page.locator("#refused")).to_be_visible()
+        expect(page.locator("#results")).to_be_hidden()
+        assert page.locator("#runs tbody tr").count() == 0
+        assert page.evaluate("sessionStorage.getItem('loyalty-api-token')") is None
+
+        page.fill("#token", "test-api-token")
+        page.click("#token-form button")
+        expect(page.locator("#results")).to_be_visible()
+        expect(page.locator("#runs tbody tr")).to_have_count(2)
+        first = page.locator("#runs tbody tr").first.locator("td").all_inner_texts()
+        assert first == ["2026-11-23", "8", "5", "3", "60.0%", "33.3%",
+                         "+26.7 (-32.2 to +65.9)", "20,000", "72 h closed, tag period open"]
+        expect(page.locator("#uplift")).to_contain_text("+26.7 (-32.2 to +65.9)")
+        groups = page.locator("#groups tbody tr").nth(1).locator("td").all_inner_texts()
+        assert groups == ["Converted within 72 h", "3 (60.0%)", "1 (33.3%)"]
+
+        # The chart: one line per group, a point per day with members, at its conversion.
+        chart = page.locator("#chart svg")
+        expect(chart.locator("polyline")).to_have_count(2)
+        titles = chart.locator("circle title").all_text_contents()
+        assert sorted(titles) == ["2026-11-23 Held out: 33.3%", "2026-11-23 Nudged: 60.0%"]
+        nudged_y = float(chart.locator("circle.nudged").get_attribute("cy") or "nan")
+        held_y = float(chart.locator("circle.held_out").get_attribute("cy") or "nan")
+        assert nudged_y < held_y  # higher conversion is drawn higher
+        page.screenshot(path=str(tmp_path / "console.png"), full_page=True)
+
+        # The token stays in the tab, never in a URL; a reload needs no new sign-in.
+        assert not [url for url in requested if "test-api-token" in url]
+        page.reload()
+        expect(page.locator("#runs tbody tr")).to_have_count(2)
+        page.click("#forget")
+        expect(page.locator("#sign-in")).to_be_visible()
+        page.reload()
+        expect(page.locator("#results")).to_be_hidden()
+        expect(page.locator("#sign-in")).to_be_visible()
