@@ -86,7 +86,7 @@ LOAD = [
               (g + k) %% 20 = 0,
               CASE WHEN (g + k) %% 20 = 0 THEN 0
                    ELSE 50000 + (g * 7919 + k * 104729) %% 950000 END, at
-       FROM generate_series(1, %(members)s) AS g, generate_series(1, %(history)s) AS k,
+       FROM generate_series(1::bigint, %(members)s) AS g, generate_series(1, %(history)s) AS k,
             LATERAL (SELECT %(as_of)s - make_interval(
                          secs => ((g * 2654435761 + k * 40503) %% 34560000)::float8)) AS t(at)""",
     # Each scan's members: 10 % held out.

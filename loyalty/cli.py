@@ -228,7 +228,7 @@ def birthdays_run(as_of: str | None) -> None:
 
 
 @main.command()
-@click.option("--customers", default=60, show_default=True)
+@click.option("--customers", default=150, show_default=True)
 @click.option("--workers", default=2, show_default=True)
 def demo(customers: int, workers: int) -> None:
     """Run a shop's orders through real Celery workers on embedded defaults."""
