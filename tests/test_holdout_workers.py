@@ -18,6 +18,7 @@ from loyalty.domain.crosssell import campaign_day
 from loyalty.domain.holdout import Group, group_of
 from loyalty.producer import enqueue_order_events
 from loyalty.queueing import CROSSSELL, CROSSSELL_SCAN
+from loyalty.services.stats import read_stats, stats_json
 from loyalty.settings import Settings
 from loyalty.storage.db import transaction
 from loyalty.storage.tables import (
@@ -140,6 +141,11 @@ def test_a_held_out_member_is_never_messaged_tagged_or_given_a_bonus(
     wait_until_processed(shop, len(events))
     bonuses = [row for row in _rows(shop, LedgerEntry, ids) if row.kind == "crosssell_bonus"]
     assert sorted(row.customer_id for row in bonuses) == sorted(nudged)
+    # Everyone converted: the held out without any nudge, and /metrics says so.
+    stats = stats_json(read_stats(shop))
+    groups = {"nudged": len(nudged), "held_out": len(held)}
+    assert stats["crosssell_selected"] == stats["crosssell_selected_30d"] == groups
+    assert stats["crosssell_converted_30d"] == groups
 
     # The next day's scan keeps the held out out, as it does the nudged.
     celery_sender.send_task(CROSSSELL_SCAN, queue=CROSSSELL,

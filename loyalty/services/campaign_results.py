@@ -14,7 +14,17 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Subquery, and_, case, distinct, func, or_, select
+from sqlalchemy import (
+    and_,
+    case,
+    distinct,
+    func,
+    literal_column,
+    null,
+    or_,
+    select,
+    union_all,
+)
 from sqlalchemy.orm import Session
 
 from loyalty.domain.campaign_results import (
@@ -60,9 +70,11 @@ def default_range(today: date, start: date | None, end: date | None) -> tuple[da
     return start or end - timedelta(days=DEFAULT_DAYS - 1), end
 
 
-def _assigned(start: date | None, end: date | None) -> Subquery:
-    """One row per assignment: its member, and when its window started (the nudge's send,
-    or the scan for the held out and for a nudge not sent)."""
+def _assigned(start: date | None = None, end: date | None = None,
+              since: datetime | None = None) -> Any:
+    """One row per assignment (of the days ``start`` to ``end``, or made ``since``): its
+    member, and when its window started (the nudge's send, or the scan for the held out and
+    for a nudge not sent)."""
     a = CrosssellAssignment
     query = select(
         a.period, a.held_out, a.customer_id, a.next_threshold,
@@ -75,35 +87,33 @@ def _assigned(start: date | None, end: date | None) -> Subquery:
         query = query.where(a.period >= start)
     if end is not None:
         query = query.where(a.period <= end)
-    return query.subquery("assigned")
+    if since is not None:
+        query = query.where(a.assigned_at >= since)
+    return query
 
 
 @dataclass
 class _Tally:
-    """The figures of one (day, group) as the queries below return them."""
+    """The figures of one (day, group) as the statement below returns them."""
 
     outcome: GroupOutcome = field(default_factory=GroupOutcome)
     last_start: datetime | None = None
     on_their_way: int = 0
 
 
-def _members_and_messages(session: Session, s: Subquery, tallies: dict[Key, _Tally]) -> None:
-    rows = session.execute(
-        select(s.c.period, s.c.held_out, s.c.status, func.count(), func.max(s.c.start))
-        .group_by(s.c.period, s.c.held_out, s.c.status))
-    for day, held_out, status, count, last_start in rows:
-        tally = tallies[(day, held_out)]
-        messages = dict(tally.outcome.messages)
-        if status is not None:
-            messages[status] = count
-        tally.outcome = replace(tally.outcome, members=tally.outcome.members + count,
-                                messages=messages)
-        tally.last_start = last_start if tally.last_start is None \
-            else max(tally.last_start, last_start)
-        tally.on_their_way += count if status in ON_THEIR_WAY else 0
+def _figure(name: str) -> Any:
+    return literal_column(f"'{name}'").label("figure")
 
 
-def _conversions(program: Program, s: Subquery) -> Any:
+def _members_and_messages(s: Any) -> Any:
+    """Per (day, group, nudge status): members, and the latest window start."""
+    return select(_figure("members"), s.c.period, s.c.held_out, s.c.status,
+                  func.count().label("a"), literal_column("0").label("b"),
+                  func.max(s.c.start).label("last_start"),
+                  ).group_by(s.c.period, s.c.held_out, s.c.status)
+
+
+def _conversions(program: Program, s: Any) -> Any:
     """Per (day, group): members with an earning, kept order placed in their window, and the
     spend of those orders."""
     window = timedelta(hours=program.crosssell.bonus_window_hours)
@@ -114,19 +124,21 @@ def _conversions(program: Program, s: Subquery) -> Any:
         Order.placed_at <= shifted(s.c.start, window),
     )).where(Order.earned.is_(True), Order.reversed.is_(False), Order.spend > 0).group_by(
         s.c.period, s.c.held_out, s.c.customer_id).subquery("converted")
-    return select(per_member.c.period, per_member.c.held_out,
-                  func.count().label("converted"), func.sum(per_member.c.spend).label("spend"),
+    return select(_figure("converted"), per_member.c.period, per_member.c.held_out, null(),
+                  func.count().label("a"), func.sum(per_member.c.spend), null(),
                   ).group_by(per_member.c.period, per_member.c.held_out)
 
 
-def _tiers_reached(program: Program, s: Subquery) -> Any:
+def _tiers_reached(program: Program, s: Any) -> Any:
+    """Per (day, group): members who reached the next tier within 72 h, and in the period."""
     window = timedelta(hours=program.crosssell.bonus_window_hours)
     period = timedelta(days=program.crosssell.tag_days)
     changed = TierChange.changed_at
     return select(
-        s.c.period, s.c.held_out,
+        _figure("tiers"), s.c.period, s.c.held_out, null(),
         func.count(distinct(case((changed <= shifted(s.c.start, window), s.c.customer_id)))),
         func.count(distinct(case((changed <= shifted(s.c.start, period), s.c.customer_id)))),
+        null(),
     ).select_from(s).join(TierChange, and_(
         TierChange.customer_id == s.c.customer_id, changed >= s.c.start,
         changed <= shifted(s.c.start, max(window, period)),
@@ -138,15 +150,51 @@ def _tiers_reached(program: Program, s: Subquery) -> Any:
         s.c.period, s.c.held_out)
 
 
-def _bonuses(s: Subquery) -> Any:
+def _bonuses(s: Any) -> Any:
+    """Per (day, group): bonus points credited and taken back (as a positive number)."""
     kind, points = LedgerEntry.kind, LedgerEntry.points
     return select(
-        s.c.period, s.c.held_out,
+        _figure("bonuses"), s.c.period, s.c.held_out, null(),
         func.sum(case((kind == LedgerKind.CROSSSELL_BONUS, points), else_=0)),
         -func.sum(case((kind == LedgerKind.CROSSSELL_BONUS_REVERSAL, points), else_=0)),
+        null(),
     ).select_from(s).join(LedgerEntry, LedgerEntry.nudge_id == s.c.nudge_id).where(
+        # Most ledger rows have no nudge: the index then skips them.
+        LedgerEntry.nudge_id.is_not(None),
         kind.in_((LedgerKind.CROSSSELL_BONUS, LedgerKind.CROSSSELL_BONUS_REVERSAL)),
     ).group_by(s.c.period, s.c.held_out)
+
+
+def _outcomes(program: Program, start: date | None, end: date | None) -> Any:
+    """Every figure in one statement: the assignments and their windows are worked out once
+    (a materialised CTE) and each figure aggregates over them."""
+    s = _assigned(start, end).cte("assigned").prefix_with("MATERIALIZED")
+    return union_all(_members_and_messages(s), _conversions(program, s),
+                     _tiers_reached(program, s), _bonuses(s))
+
+
+def _tallies(session: Session, program: Program, start: date, end: date) -> dict[Key, _Tally]:
+    tallies: dict[Key, _Tally] = defaultdict(_Tally)
+    for figure, day, held_out, status, a, b, last_start in session.execute(
+            _outcomes(program, start, end)):
+        tally = tallies[(day, bool(held_out))]
+        outcome = tally.outcome
+        if figure == "members":
+            messages = dict(outcome.messages) | ({status: int(a)} if status else {})
+            tally.outcome = replace(outcome, members=outcome.members + int(a),
+                                    messages=messages)
+            tally.last_start = last_start if tally.last_start is None \
+                else max(tally.last_start, last_start)
+            tally.on_their_way += int(a) if status in ON_THEIR_WAY else 0
+        elif figure == "converted":
+            tally.outcome = replace(outcome, converted=int(a), spend=int(b or 0))
+        elif figure == "tiers":
+            tally.outcome = replace(outcome, reached_next_tier_72h=int(a),
+                                    reached_next_tier_in_period=int(b))
+        else:
+            tally.outcome = replace(outcome, bonus_credited=int(a or 0),
+                                    bonus_reversed=int(b or 0))
+    return tallies
 
 
 def _run_days(session: Session, start: date, end: date) -> dict[date, datetime]:
@@ -160,21 +208,7 @@ def _run_days(session: Session, start: date, end: date) -> dict[date, datetime]:
 
 def read_results(session: Session, program: Program, start: date, end: date,
                  now: datetime) -> CampaignResults:
-    s = _assigned(start, end)
-    tallies: dict[Key, _Tally] = defaultdict(_Tally)
-    _members_and_messages(session, s, tallies)
-    for day, held_out, converted, spend in session.execute(_conversions(program, s)):
-        tally = tallies[(day, held_out)]
-        tally.outcome = replace(tally.outcome, converted=converted, spend=int(spend or 0))
-    for day, held_out, in_72h, in_period in session.execute(_tiers_reached(program, s)):
-        tally = tallies[(day, held_out)]
-        tally.outcome = replace(tally.outcome, reached_next_tier_72h=in_72h,
-                                reached_next_tier_in_period=in_period)
-    for day, held_out, credited, reversed_ in session.execute(_bonuses(s)):
-        tally = tallies[(day, held_out)]
-        tally.outcome = replace(tally.outcome, bonus_credited=int(credited or 0),
-                                bonus_reversed=int(reversed_ or 0))
-
+    tallies = _tallies(session, program, start, end)
     scans = _run_days(session, start, end)
     runs = []
     for day in sorted(set(scans) | {day for day, _ in tallies}):
@@ -199,20 +233,31 @@ def campaign_results(loyalty: Loyalty, start: date | None = None,
         return read_results(session, loyalty.program, start, end, now)
 
 
-def counts_by_group(session: Session, program: Program) -> tuple[dict[str, int],
-                                                                   dict[str, int]]:
-    """Members ever selected, and those of them who converted, by group (for /metrics)."""
-    def named(rows: Any) -> dict[str, int]:
-        totals = dict.fromkeys((group.value for group in Group), 0)
-        for held_out, count in rows:
-            group = Group.HELD_OUT if held_out else Group.NUDGED
-            totals[group.value] += int(count)
-        return totals
+def _by_group(rows: Any) -> dict[str, int]:
+    totals = dict.fromkeys((group.value for group in Group), 0)
+    for held_out, count in rows:
+        totals[(Group.HELD_OUT if held_out else Group.NUDGED).value] += int(count or 0)
+    return totals
 
+
+@dataclass(frozen=True)
+class GroupCounts:
+    """For /metrics: members ever selected by group, and of those selected ``since``, how
+    many there are and how many converted."""
+
+    selected: dict[str, int]
+    recent: dict[str, int]
+    recent_converted: dict[str, int]
+
+
+def counts_by_group(session: Session, program: Program, since: datetime) -> GroupCounts:
     a = CrosssellAssignment
-    selected = named(session.execute(select(a.held_out, func.count()).group_by(a.held_out)))
-    conversions = _conversions(program, _assigned(None, None)).subquery()
-    converted = named(session.execute(
-        select(conversions.c.held_out, func.sum(conversions.c.converted))
+    selected = _by_group(session.execute(select(a.held_out, func.count())
+                                         .group_by(a.held_out)))
+    recent = _by_group(session.execute(select(a.held_out, func.count())
+                                       .where(a.assigned_at >= since).group_by(a.held_out)))
+    conversions = _conversions(program, _assigned(since=since).subquery("assigned")).subquery()
+    converted = _by_group(session.execute(
+        select(conversions.c.held_out, func.sum(conversions.c.a))
         .group_by(conversions.c.held_out)))
-    return selected, converted
+    return GroupCounts(selected, recent, converted)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
@@ -31,6 +32,9 @@ from loyalty.storage.tables import (
 
 if TYPE_CHECKING:
     from loyalty.bootstrap import Loyalty
+
+# How far back the cross-sell conversions on /metrics look.
+RECENT = timedelta(days=30)
 
 
 @dataclass(frozen=True)
@@ -110,15 +114,17 @@ def message_counts(session: Session, program: Program) -> list[Counts]:
 
 
 def crosssell_counts(session: Session, program: Program) -> list[Counts]:
-    """Members the cross-sell scan selected, by holdout group, and those who converted."""
-    selected, converted = counts_by_group(session, program)
+    """Members the cross-sell scan selected, by holdout group; and of those selected in the
+    last 30 days (a bounded window: every scrape counts their orders), who converted."""
+    counts = counts_by_group(session, program, datetime.now(UTC) - RECENT)
     return [
         Counts("crosssell_selected", "members selected by the cross-sell scan, by group",
-               "group", selected),
-        # A later return takes a conversion back: a gauge, not a counter.
-        Counts("crosssell_converted", "selected members with an earning order within 72 h "
-               "of their nudge (or of the scan, held out), by group", "group", converted,
-               cumulative=False),
+               "group", counts.selected),
+        Counts("crosssell_selected_30d", "members selected in the last 30 days, by group",
+               "group", counts.recent, cumulative=False),
+        Counts("crosssell_converted_30d", "of those, members with an earning order within "
+               "72 h of their nudge (held out: of the scan), by group", "group",
+               counts.recent_converted, cumulative=False),
     ]
 
 

@@ -61,7 +61,7 @@ def test_holdout_percent_is_validated() -> None:
     assert PROGRAM.crosssell.holdout_percent == 0
     assert parse_program({"crosssell": {"holdout_percent": 10}}).crosssell.holdout_percent == 10
     for bad in (-1, 100, 150):
-        with pytest.raises(ProgramError, match="crosssell.holdout_percent"):
+        with pytest.raises(ProgramError, match=r"crosssell\.holdout_percent"):
             parse_program({"crosssell": {"holdout_percent": bad}})
 
 
