@@ -201,7 +201,7 @@ def caught_statements(loyalty: Loyalty, action: Callable[[], object]) -> list[St
 
     def catch(_conn: Any, _cursor: Any, statement: str, parameters: Any, _context: Any,
               _many: bool) -> None:
-        if statement.lstrip().upper().startswith("SELECT"):
+        if statement.lstrip().upper().startswith(("SELECT", "WITH")):
             caught.append((statement, parameters))
 
     event.listen(loyalty.engine, "before_cursor_execute", catch)

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import (
     and_,
@@ -23,7 +24,6 @@ from sqlalchemy import (
     null,
     or_,
     select,
-    union_all,
 )
 from sqlalchemy.orm import Session
 
@@ -94,7 +94,7 @@ def _assigned(start: date | None = None, end: date | None = None,
 
 @dataclass
 class _Tally:
-    """The figures of one (day, group) as the statement below returns them."""
+    """The figures of one (day, group) as the statements below return them."""
 
     outcome: GroupOutcome = field(default_factory=GroupOutcome)
     last_start: datetime | None = None
@@ -113,7 +113,7 @@ def _members_and_messages(s: Any) -> Any:
                   ).group_by(s.c.period, s.c.held_out, s.c.status)
 
 
-def _conversions(program: Program, s: Any) -> Any:
+def _conversions(program: Program, s: Any, earliest: datetime) -> Any:
     """Per (day, group): members with an earning, kept order placed in their window, and the
     spend of those orders."""
     window = timedelta(hours=program.crosssell.bonus_window_hours)
@@ -122,14 +122,15 @@ def _conversions(program: Program, s: Any) -> Any:
     ).select_from(s).join(Order, and_(
         Order.customer_id == s.c.customer_id, Order.placed_at >= s.c.start,
         Order.placed_at <= shifted(s.c.start, window),
-    )).where(Order.earned.is_(True), Order.reversed.is_(False), Order.spend > 0).group_by(
+    )).where(Order.placed_at >= earliest, Order.earned.is_(True), Order.reversed.is_(False),
+             Order.spend > 0).group_by(
         s.c.period, s.c.held_out, s.c.customer_id).subquery("converted")
     return select(_figure("converted"), per_member.c.period, per_member.c.held_out, null(),
                   func.count().label("a"), func.sum(per_member.c.spend), null(),
                   ).group_by(per_member.c.period, per_member.c.held_out)
 
 
-def _tiers_reached(program: Program, s: Any) -> Any:
+def _tiers_reached(program: Program, s: Any, earliest: datetime) -> Any:
     """Per (day, group): members who reached the next tier within 72 h, and in the period."""
     window = timedelta(hours=program.crosssell.bonus_window_hours)
     period = timedelta(days=program.crosssell.tag_days)
@@ -146,8 +147,8 @@ def _tiers_reached(program: Program, s: Any) -> Any:
     )).join(LedgerEntry, LedgerEntry.id == TierChange.ledger_entry_id).outerjoin(
         Order, Order.order_id == LedgerEntry.order_id,
     # An order cancelled or returned later took the tier back: it does not count.
-    ).where(or_(Order.order_id.is_(None), Order.reversed.is_(False))).group_by(
-        s.c.period, s.c.held_out)
+    ).where(changed >= earliest, or_(Order.order_id.is_(None), Order.reversed.is_(False)),
+            ).group_by(s.c.period, s.c.held_out)
 
 
 def _bonuses(s: Any) -> Any:
@@ -165,18 +166,23 @@ def _bonuses(s: Any) -> Any:
     ).group_by(s.c.period, s.c.held_out)
 
 
-def _outcomes(program: Program, start: date | None, end: date | None) -> Any:
-    """Every figure in one statement: the assignments and their windows are worked out once
-    (a materialised CTE) and each figure aggregates over them."""
-    s = _assigned(start, end).cte("assigned").prefix_with("MATERIALIZED")
-    return union_all(_members_and_messages(s), _conversions(program, s),
-                     _tiers_reached(program, s), _bonuses(s))
+def _outcomes(program: Program, start: date, end: date, zone: ZoneInfo) -> list[Any]:
+    """Every figure, as separate statements: each can then run in parallel inside
+    PostgreSQL, which a CTE shared by all of them would prevent."""
+    s = _assigned(start, end).subquery("assigned")
+    # No window starts before the first day's scan: an indexed bound for orders and tier
+    # changes, so that those of earlier years are not even looked at.
+    earliest = datetime.combine(start, time(0), zone)
+    return [_members_and_messages(s), _conversions(program, s, earliest),
+            _tiers_reached(program, s, earliest), _bonuses(s)]
 
 
-def _tallies(session: Session, program: Program, start: date, end: date) -> dict[Key, _Tally]:
+def _tallies(session: Session, program: Program, start: date, end: date,
+             zone: ZoneInfo) -> dict[Key, _Tally]:
     tallies: dict[Key, _Tally] = defaultdict(_Tally)
-    for figure, day, held_out, status, a, b, last_start in session.execute(
-            _outcomes(program, start, end)):
+    rows = (row for statement in _outcomes(program, start, end, zone)
+            for row in session.execute(statement))
+    for figure, day, held_out, status, a, b, last_start in rows:
         tally = tallies[(day, bool(held_out))]
         outcome = tally.outcome
         if figure == "members":
@@ -207,8 +213,8 @@ def _run_days(session: Session, start: date, end: date) -> dict[date, datetime]:
 
 
 def read_results(session: Session, program: Program, start: date, end: date,
-                 now: datetime) -> CampaignResults:
-    tallies = _tallies(session, program, start, end)
+                 now: datetime, zone: ZoneInfo) -> CampaignResults:
+    tallies = _tallies(session, program, start, end, zone)
     scans = _run_days(session, start, end)
     runs = []
     for day in sorted(set(scans) | {day for day, _ in tallies}):
@@ -230,7 +236,7 @@ def campaign_results(loyalty: Loyalty, start: date | None = None,
     if start > end:
         raise BadRange(f"from ({start}) is after to ({end})")
     with transaction(loyalty.sessions) as session:
-        return read_results(session, loyalty.program, start, end, now)
+        return read_results(session, loyalty.program, start, end, now, loyalty.zone)
 
 
 def _by_group(rows: Any) -> dict[str, int]:
@@ -256,7 +262,8 @@ def counts_by_group(session: Session, program: Program, since: datetime) -> Grou
                                          .group_by(a.held_out)))
     recent = _by_group(session.execute(select(a.held_out, func.count())
                                        .where(a.assigned_at >= since).group_by(a.held_out)))
-    conversions = _conversions(program, _assigned(since=since).subquery("assigned")).subquery()
+    conversions = _conversions(program, _assigned(since=since).subquery("assigned"),
+                               since).subquery()
     converted = _by_group(session.execute(
         select(conversions.c.held_out, func.sum(conversions.c.a))
         .group_by(conversions.c.held_out)))
