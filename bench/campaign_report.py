@@ -25,7 +25,6 @@ Baseline: the report's statements with ``ix_orders_customer_placed`` and
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -38,6 +37,7 @@ from sqlalchemy import event
 
 from bench.core import Benchmark, Context, env_int
 from bench.report import Rate, Result, ratio
+from bench.scan import Statement, explain, run_sql, server_ms, timed
 from loyalty.bootstrap import Loyalty
 from loyalty.services.campaign_results import campaign_results, counts_by_group
 from loyalty.services.stats import RECENT
@@ -93,11 +93,13 @@ LOAD = [
                          secs => ((g * 2654435761 + k * 40503) %% 34560000)::float8)) AS t(at)""",
     # Each scan's members: 10 % held out.
     """INSERT INTO crosssell_assignments (period, customer_id, held_out, points,
-                                          next_threshold, assigned_at)
+                                          next_threshold, assigned_at, window_ends_at,
+                                          period_ends_at)
        SELECT %(first_day)s + d, 'C-' || (((d * %(per_run)s + k - 1) %% %(members)s) + 1),
-              (k * 7 + d) %% 10 = 0, 1850, 2000,
-              %(as_of)s - make_interval(days => (%(runs)s - 1 - d)::int)
-       FROM generate_series(0, %(runs)s - 1) AS d, generate_series(1, %(per_run)s) AS k""",
+              (k * 7 + d) %% 10 = 0, 1850, 2000, at, at + interval '72 hours',
+              at + interval '15 days'
+       FROM generate_series(0, %(runs)s - 1) AS d, generate_series(1, %(per_run)s) AS k,
+            LATERAL (SELECT %(as_of)s - make_interval(days => (%(runs)s - 1 - d)::int)) AS t(at)""",
     # The nudges of the nudged.
     """INSERT INTO messages (kind, customer_id, period, channel, recipient, text, status,
                              attempts, created_at, updated_at, sent_at)
@@ -110,8 +112,8 @@ LOAD = [
                                  WHEN a.id %% 200 = 1 THEN 'unknown'
                                  ELSE 'sent' END) AS s(status)
        WHERE NOT a.held_out""",
-    # Orders after the scan: 12 % of the nudged, 8 % of the held out, 0-95 h after the
-    # window's start; 3 % cancelled.
+    # Orders after the scan: 12 % of the nudged, 8 % of the held out, 0-95 h after it;
+    # 3 % cancelled.
     """INSERT INTO orders (order_id, customer_id, status, payment_status, total_payable,
                            shipping_fee, placed_at, occurred_at, earned, reversed, spend,
                            updated_at)
@@ -121,10 +123,8 @@ LOAD = [
               true, a.id %% 33 = 0,
               CASE WHEN a.id %% 33 = 0 THEN 0 ELSE 100000 + (a.id * 7919) %% 800000 END,
               placed
-       FROM crosssell_assignments a
-       LEFT JOIN messages m ON m.kind = 'nudge' AND m.customer_id = a.customer_id
-                           AND m.period = a.period,
-            LATERAL (SELECT coalesce(m.sent_at, a.assigned_at)
+       FROM crosssell_assignments a,
+            LATERAL (SELECT a.assigned_at
                             + make_interval(hours => (a.id %% 96)::int)) AS t(placed)
        WHERE (a.id * 13) %% 100 < CASE WHEN a.held_out THEN 8 ELSE 12 END""",
     # Every order credited on the ledger.
@@ -183,19 +183,6 @@ def load(conninfo: str, args: argparse.Namespace) -> dict[str, int]:
 
 # --- measuring ------------------------------------------------------------------------
 
-Statement = tuple[str, Any]
-
-
-def timed(repeats: int, action: Callable[[], object]) -> float:
-    action()  # warm-up
-    seconds = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        action()
-        seconds.append(time.perf_counter() - started)
-    return statistics.median(seconds)
-
-
 def caught_statements(loyalty: Loyalty, action: Callable[[], object]) -> list[Statement]:
     caught: list[Statement] = []
 
@@ -210,21 +197,6 @@ def caught_statements(loyalty: Loyalty, action: Callable[[], object]) -> list[St
     finally:
         event.remove(loyalty.engine, "before_cursor_execute", catch)
     return caught
-
-
-def run_sql(db: psycopg.Connection[Any], statements: list[Statement]) -> None:
-    for statement, parameters in statements:
-        db.execute(statement, parameters).fetchall()
-
-
-def explain(db: psycopg.Connection[Any], statement: Statement) -> list[str]:
-    text, parameters = statement
-    return [row[0] for row in db.execute("EXPLAIN (ANALYZE, BUFFERS) " + text, parameters)]
-
-
-def execution_ms(plan: list[str]) -> float:
-    line = next((line for line in plan if line.startswith("Execution Time:")), "")
-    return float(line.split()[2]) if line else float("nan")
 
 
 def first_words(statement: Statement) -> str:
@@ -254,7 +226,7 @@ def run(ctx: Context) -> Result:
 
         def metrics() -> object:
             with transaction(loyalty.sessions) as session:
-                return counts_by_group(session, loyalty.program, AS_OF - RECENT)
+                return counts_by_group(session, AS_OF - RECENT)
 
         report = campaign_results(loyalty, first_day, last_day)
         full_seconds = timed(args.report_repeats, everything)
@@ -298,7 +270,7 @@ def run(ctx: Context) -> Result:
         f"{totals[1].members:,} (converted {totals[1].converted:,}); uplift "
         f"{report.uplift.conversion:+.4f}, 95% interval {report.uplift.ci95}",
         "server execution time per statement (EXPLAIN ANALYZE), with the indexes / without: "
-        + "; ".join(f"{execution_ms(with_) / 1000:.2f} s / {execution_ms(without) / 1000:.2f} s"
+        + "; ".join(f"{server_ms(with_) / 1000:.2f} s / {server_ms(without) / 1000:.2f} s"
                     for with_, without in zip(plans, baseline_plans, strict=True)),
     ]
     for statement, plan in zip(statements, plans, strict=True):

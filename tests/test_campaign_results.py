@@ -22,7 +22,6 @@ import uvicorn
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
 from playwright.sync_api import Page, expect, sync_playwright
-from pydantic import SecretStr
 from sqlalchemy import select
 
 from devtools.fake_zalo import FakeZalo
@@ -39,6 +38,7 @@ from loyalty.storage.db import transaction
 from loyalty.storage.tables import CrosssellAssignment, Customer, LedgerEntry
 from loyalty.storage.zalo_tokens import DbTokenStore
 from tests.support.events import order_event
+from tests.support.zalo_shop import zalo_settings
 
 ZONE = ZoneInfo("Asia/Ho_Chi_Minh")
 DAY = date(2026, 11, 23)
@@ -68,14 +68,8 @@ def fake_zalo() -> Iterator[FakeZalo]:
 def shop(loyalty: Loyalty, fake_zalo: FakeZalo, tmp_path: Path) -> Iterator[Loyalty]:
     program = tmp_path / "program.toml"
     program.write_text(f"[crosssell]\nholdout_percent = {HOLDOUT}\n", encoding="utf-8")
-    pair = fake_zalo.initial_tokens
-    shop = Loyalty.from_settings(loyalty.settings.model_copy(update={
-        "program_file": program, "zalo_app_id": "fake-app",
-        "zalo_secret_key": SecretStr("fake-secret"),
-        "zalo_access_token": SecretStr(pair.access_token),
-        "zalo_refresh_token": SecretStr(pair.refresh_token),
-        "zalo_api_url": fake_zalo.url, "zalo_oauth_url": fake_zalo.url,
-        "zalo_business_api_url": fake_zalo.url, "zalo_timeout_seconds": 2.0}))
+    shop = Loyalty.from_settings(zalo_settings(loyalty.settings, fake_zalo,
+                                               program_file=program))
     shop.clock = Clock(SCAN)
     DbTokenStore(shop.sessions).save(fake_zalo.issue_tokens())
     fake_zalo.clear_failures()
@@ -134,8 +128,10 @@ def run_the_example(shop: Loyalty, fake_zalo: FakeZalo) -> None:
     n1, n2, n3, n4, n5 = nudged.values()
     # N1 converts: 500,000 placed 10 h after the nudge, +600 and the +100 bonus: Gold at 30 h.
     order(shop, "O-N1", n1, 500_000, SENT + 10 * hours, SENT + 30 * hours)
-    # N2 orders 73 h after the nudge: no conversion, no bonus; Gold at 80 h (in the period).
-    # An order inside the window that is never paid does not count either.
+    # N2 orders exactly 72 h after the scan (the last moment that counts: +24 and the
+    # bonus), then 73 h after the nudge: no conversion, no bonus, but Gold at 80 h (in the
+    # period). An order inside the window that is never paid does not count either.
+    order(shop, "O-N2-edge", n2, 20_000, SCAN + 72 * hours, SCAN + 75 * hours)
     order(shop, "O-N2-late", n2, 200_000, SENT + 73 * hours, SENT + 80 * hours)
     order(shop, "O-N2-unpaid", n2, 900_000, SENT + hours, SENT + 2 * hours,
           "pending", "unpaid")
@@ -149,24 +145,25 @@ def run_the_example(shop: Loyalty, fake_zalo: FakeZalo) -> None:
     # N5 converts below the tier: +48 and the bonus.
     order(shop, "O-N5", n5, 40_000, SENT + 2 * hours, SENT + 26 * hours)
     # Held out: H1 converts (300,000, +360: Gold at 40 h); H2's order was placed before the
-    # scan; H3's 75 h after it.
+    # scan; H3's a microsecond after its 72 hours.
     h1, h2, h3 = held.values()
     order(shop, "O-H1", h1, 300_000, SCAN + 20 * hours, SCAN + 40 * hours)
     order(shop, "O-H2", h2, 50_000, SCAN - 2 * hours, SCAN + 10 * hours)
     # The next day's scan selects nobody: the nudged and the held out are kept out alike.
     assert run_scan(shop, SCAN + timedelta(days=1)).selected == 0
-    order(shop, "O-H3", h3, 30_000, SCAN + 75 * hours, SCAN + 90 * hours)
+    order(shop, "O-H3", h3, 30_000, SCAN + 72 * hours + timedelta(microseconds=1),
+          SCAN + 90 * hours)
 
 
-NUDGED = {"members": 5, "converted": 3, "spend": 600_000, "reached_next_tier_72h": 1,
-          "reached_next_tier_in_period": 2, "bonus_credited": 300, "bonus_reversed": 100,
+NUDGED = {"members": 5, "converted": 4, "spend": 620_000, "reached_next_tier_72h": 1,
+          "reached_next_tier_in_period": 2, "bonus_credited": 400, "bonus_reversed": 100,
           "messages": {"sent": 4, "failed": 1, "unknown": 0}}
 HELD_OUT = {"members": 3, "converted": 1, "spend": 300_000, "reached_next_tier_72h": 1,
             "reached_next_tier_in_period": 1, "bonus_credited": 0, "bonus_reversed": 0,
             "messages": {}}
-# 3/5 - 1/3; Newcombe's hybrid score interval of (3/5, 1/3) as statsmodels computes it
-# (confint_proportions_2indep(3, 5, 1, 3, method="newcomb")); 600,000/5 - 300,000/3 VND.
-UPLIFT = {"conversion": 0.2667, "ci95": [-0.3224, 0.6586], "extra_spend_per_nudged": 20_000}
+# 4/5 - 1/3; Newcombe's hybrid score interval of (4/5, 1/3) as statsmodels computes it
+# (confint_proportions_2indep(4, 5, 1, 3, method="newcomb")); 620,000/5 - 300,000/3 VND.
+UPLIFT = {"conversion": 0.4667, "ci95": [-0.1585, 0.784], "extra_spend_per_nudged": 24_000}
 EMPTY = {"members": 0, "converted": 0, "spend": 0, "reached_next_tier_72h": 0,
          "reached_next_tier_in_period": 0, "bonus_credited": 0, "bonus_reversed": 0,
          "messages": {}}
@@ -202,10 +199,11 @@ def test_windows_close_after_72_hours_and_after_the_tag_period(
         [run] = campaign_results(shop, DAY, DAY).runs
         return run.window_closed, run.period_closed
 
-    # The nudges went out a minute after the scan: their 72 hours end last.
-    assert closed(SENT + timedelta(hours=72) - timedelta(seconds=1)) == (False, False)
-    assert closed(SENT + timedelta(hours=72)) == (True, False)
-    assert closed(SENT + timedelta(days=15)) == (True, True)
+    # Both groups' windows run from the scan.
+    assert closed(SCAN + timedelta(hours=72) - timedelta(microseconds=1)) == (False, False)
+    assert closed(SCAN + timedelta(hours=72)) == (True, False)
+    assert closed(SCAN + timedelta(days=15) - timedelta(microseconds=1)) == (True, False)
+    assert closed(SCAN + timedelta(days=15)) == (True, True)
 
 
 def test_the_report_range_and_its_default(shop: Loyalty, fake_zalo: FakeZalo) -> None:
@@ -259,8 +257,8 @@ def test_cli_and_http_give_the_same_report(shop: Loyalty, fake_zalo: FakeZalo,
     table = runner.invoke(cli.main, ["crosssell", "report", "--from", "2026-11-01",
                                      "--to", "2026-11-30"])
     assert table.exit_code == 0, table.output
-    assert "26.7" in table.output and "-32.2" in table.output and "65.9" in table.output
-    assert "2026-11-23" in table.output and "600,000" in table.output
+    assert "+46.7 (-15.8 to +78.4)" in table.output, table.output
+    assert "2026-11-23" in table.output and "620,000" in table.output
 
     assert client.get("/v1/campaigns/crosssell/report").status_code == 401
     assert client.get("/v1/campaigns/crosssell/report",
@@ -332,17 +330,17 @@ def test_console_page_shows_chart_and_table_and_refuses_without_the_token(
         expect(page.locator("#results")).to_be_visible()
         expect(page.locator("#runs tbody tr")).to_have_count(2)
         first = page.locator("#runs tbody tr").first.locator("td").all_inner_texts()
-        assert first == ["2026-11-23", "8", "5", "3", "60.0%", "33.3%",
-                         "+26.7 (-32.2 to +65.9)", "20,000", "72 h closed, tag period open"]
-        expect(page.locator("#uplift")).to_contain_text("+26.7 (-32.2 to +65.9)")
+        assert first == ["2026-11-23", "8", "5", "3", "80.0%", "33.3%",
+                         "+46.7 (-15.8 to +78.4)", "24,000", "72 h closed, tag period open"]
+        expect(page.locator("#uplift")).to_contain_text("+46.7 (-15.8 to +78.4)")
         groups = page.locator("#groups tbody tr").nth(1).locator("td").all_inner_texts()
-        assert groups == ["Converted within 72 h", "3 (60.0%)", "1 (33.3%)"]
+        assert groups == ["Converted within 72 h", "4 (80.0%)", "1 (33.3%)"]
 
         # The chart: one line per group, a point per day with members, at its conversion.
         chart = page.locator("#chart svg")
         expect(chart.locator("polyline")).to_have_count(2)
         titles = chart.locator("circle title").all_text_contents()
-        assert sorted(titles) == ["2026-11-23 Held out: 33.3%", "2026-11-23 Nudged: 60.0%"]
+        assert sorted(titles) == ["2026-11-23 Held out: 33.3%", "2026-11-23 Nudged: 80.0%"]
         nudged_y = float(chart.locator("circle.nudged").get_attribute("cy") or "nan")
         held_y = float(chart.locator("circle.held_out").get_attribute("cy") or "nan")
         assert nudged_y < held_y  # higher conversion is drawn higher

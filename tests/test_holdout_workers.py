@@ -8,7 +8,6 @@ from datetime import timedelta
 
 import pytest
 from celery import Celery
-from pydantic import SecretStr
 from sqlalchemy import select
 
 from devtools.fake_zalo import FakeZalo
@@ -32,6 +31,7 @@ from loyalty.storage.tables import (
 from loyalty.storage.zalo_tokens import DbTokenStore
 from tests.support.db import wait_until_processed
 from tests.support.events import order_event
+from tests.support.zalo_shop import workers_with, zalo_settings
 
 pytestmark = pytest.mark.workers
 HOLDOUT = 50
@@ -50,30 +50,15 @@ def holdout_settings(migrated: Settings, fake_zalo: FakeZalo,
     program = tmp_path_factory.mktemp("program") / "program.toml"
     program.write_text(f"[crosssell]\nholdout_percent = {HOLDOUT}\nmirror_oa_tag = true\n",
                        encoding="utf-8")
-    pair = fake_zalo.initial_tokens
-    return migrated.model_copy(update={
-        "program_file": program, "zalo_app_id": "fake-app",
-        "zalo_secret_key": SecretStr("fake-secret"),
-        "zalo_access_token": SecretStr(pair.access_token),
-        "zalo_refresh_token": SecretStr(pair.refresh_token),
-        "zalo_api_url": fake_zalo.url, "zalo_oauth_url": fake_zalo.url,
-        "zalo_business_api_url": fake_zalo.url, "zalo_timeout_seconds": 2.0})
+    return zalo_settings(migrated, fake_zalo, program_file=program)
 
 
 @pytest.fixture(scope="module")
 def holdout_workers(holdout_settings: Settings, workers: list[WorkerProcess],
                     tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[WorkerProcess]]:
-    """Workers with the holdout program; the run's plain workers step aside meanwhile."""
-    for worker in workers:
-        worker.stop()
-    logs = tmp_path_factory.mktemp("holdout-worker-logs")
-    started = [WorkerProcess(holdout_settings, logs / f"h{i}.log", name=f"h{i}").start()
-               for i in range(2)]
-    yield started
-    for worker in started:
-        worker.stop()
-    for worker in workers:
-        worker.start()
+    with workers_with(holdout_settings, workers, tmp_path_factory.mktemp("holdout-logs"),
+                      "h") as started:
+        yield started
 
 
 @pytest.fixture

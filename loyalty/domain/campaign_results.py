@@ -3,9 +3,10 @@ a scan, the uplift of the nudged over the held out, and when a run's figures are
 No I/O: storage counts, this module compares.
 
 Definitions (storage turns them into SQL, ``services.campaign_results``):
-- a member's window starts when their nudge was sent, or at the scan for the held out (and
-  for a nudge never sent: the comparison is by the group a member was put in, whatever
-  became of the message);
+- a member's windows start at the scan that selected them, for both groups: the nudges go
+  out within minutes of it, and one start for both keeps the comparison fair (an order
+  placed before a nudge arrived counts in both groups alike). The comparison is by the
+  group a member was put in, whatever became of the message (a failed nudge stays nudged);
 - *converted*: an order placed within ``bonus_window_hours`` (72 h) of the window's start
   that earned, was not reversed, and of which the member kept some spend
   (``orders.spend > 0``): a partly refunded order counts with what the member kept, a fully
@@ -100,19 +101,11 @@ def uplift(nudged: GroupOutcome, held_out: GroupOutcome) -> Uplift:
                   int(extra.to_integral_value(rounding=ROUND_HALF_UP)))
 
 
-def window_closed(program: Program, last_start: datetime, sends_on_their_way: int,
-                  now: datetime) -> bool:
-    """No order can join a run's conversions any more: every member's 72 hours are over,
-    and no nudge of the run is still waiting to be sent (its window has not started)."""
-    hours = timedelta(hours=program.crosssell.bonus_window_hours)
-    return sends_on_their_way == 0 and now >= last_start + hours
-
-
-def period_closed(program: Program, last_start: datetime, sends_on_their_way: int,
-                  now: datetime) -> bool:
-    """Every member's tag period is over: the "in period" figure is final."""
-    days = timedelta(days=program.crosssell.tag_days)
-    return sends_on_their_way == 0 and now >= last_start + days
+def windows_end(program: Program, scan_at: datetime) -> tuple[datetime, datetime]:
+    """When the windows of a member selected at ``scan_at`` close: the 72 hours (after
+    which no new order converts them) and the tag period (the "in period" tier figure)."""
+    return (scan_at + timedelta(hours=program.crosssell.bonus_window_hours),
+            scan_at + timedelta(days=program.crosssell.tag_days))
 
 
 @dataclass(frozen=True)

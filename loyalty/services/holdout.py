@@ -12,6 +12,7 @@ from sqlalchemy import ColumnElement, exists
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from loyalty.domain.campaign_results import windows_end
 from loyalty.domain.crosssell import tag_period_start
 from loyalty.domain.holdout import split
 from loyalty.domain.tiers import next_tier, tier_for_points
@@ -43,13 +44,15 @@ def assign_groups(session: Session, program: Program, candidates: Sequence[Custo
     if not candidates:
         return [], 0
     held_out = holdout_of(program, candidates, day)
+    window_end, period_end = windows_end(program, as_of)
     rows = []
     for customer in candidates:
         upper = next_tier(program, tier_for_points(program, customer.points))
         assert upper is not None, "the top tier is never selected"
         rows.append({"period": day, "customer_id": customer.id,
                      "held_out": customer.id in held_out, "points": customer.points,
-                     "next_threshold": upper.threshold, "assigned_at": as_of})
+                     "next_threshold": upper.threshold, "assigned_at": as_of,
+                     "window_ends_at": window_end, "period_ends_at": period_end})
     dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
     table = CrosssellAssignment.__table__
     statement = dialect.insert(table).on_conflict_do_nothing(

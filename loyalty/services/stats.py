@@ -116,14 +116,14 @@ def message_counts(session: Session, program: Program) -> list[Counts]:
 def crosssell_counts(session: Session, program: Program) -> list[Counts]:
     """Members the cross-sell scan selected, by holdout group; and of those selected in the
     last 30 days (a bounded window: every scrape counts their orders), who converted."""
-    counts = counts_by_group(session, program, datetime.now(UTC) - RECENT)
+    counts = counts_by_group(session, datetime.now(UTC) - RECENT)
     return [
         Counts("crosssell_selected", "members selected by the cross-sell scan, by group",
                "group", counts.selected),
         Counts("crosssell_selected_30d", "members selected in the last 30 days, by group",
                "group", counts.recent, cumulative=False),
         Counts("crosssell_converted_30d", "of those, members with an earning order within "
-               "72 h of their nudge (held out: of the scan), by group", "group",
+               "72 h of the scan, by group", "group",
                counts.recent_converted, cumulative=False),
     ]
 

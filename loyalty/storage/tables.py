@@ -263,6 +263,10 @@ class CrosssellAssignment(Base):
     points: Mapped[int] = mapped_column(BigInteger)
     next_threshold: Mapped[int] = mapped_column(BigInteger)
     assigned_at: Mapped[datetime] = mapped_column(Timestamp())
+    # The member's windows, from the scan: 72 h for a conversion, the tag period for the
+    # tier (``domain.campaign_results.windows_end``), fixed by the program of the day.
+    window_ends_at: Mapped[datetime] = mapped_column(Timestamp())
+    period_ends_at: Mapped[datetime] = mapped_column(Timestamp())
 
     __table_args__ = (
         # A scan run twice on one day, or by two beats at once, assigns nobody twice; the

@@ -11,12 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from statsmodels.stats.proportion import confint_proportions_2indep, proportion_confint
 
-from loyalty.domain.campaign_results import (
-    GroupOutcome,
-    period_closed,
-    uplift,
-    window_closed,
-)
+from loyalty.domain.campaign_results import GroupOutcome, uplift, windows_end
 from loyalty.domain.holdout import Group, group_of, holdout_position, split
 from loyalty.domain.proportions import newcombe_interval, wilson_interval
 from loyalty.program import ProgramError, parse_program
@@ -145,11 +140,8 @@ def test_outcomes_add_up_with_their_messages() -> None:
                                  bonus_reversed=100, messages={"sent": 3, "failed": 2})
 
 
-def test_a_window_closes_72_hours_after_the_last_start_once_every_nudge_went_out() -> None:
-    start = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
-    hours = timedelta(hours=72)
-    assert not window_closed(PROGRAM, start, 0, start + hours - timedelta(microseconds=1))
-    assert window_closed(PROGRAM, start, 0, start + hours)
-    assert not window_closed(PROGRAM, start, 1, start + hours * 10)  # a nudge still held
-    assert not period_closed(PROGRAM, start, 0, start + timedelta(days=14))
-    assert period_closed(PROGRAM, start, 0, start + timedelta(days=15))
+def test_the_windows_of_a_scan_end_72_hours_and_a_tag_period_after_it() -> None:
+    scan = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
+    assert windows_end(PROGRAM, scan) == (scan + timedelta(hours=72), scan + timedelta(days=15))
+    shorter = parse_program({"crosssell": {"bonus_window_hours": 48, "tag_days": 7}})
+    assert windows_end(shorter, scan) == (scan + timedelta(hours=48), scan + timedelta(days=7))

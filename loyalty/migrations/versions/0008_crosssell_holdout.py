@@ -24,6 +24,8 @@ def upgrade() -> None:
     sa.Column('points', sa.BigInteger(), nullable=False),
     sa.Column('next_threshold', sa.BigInteger(), nullable=False),
     sa.Column('assigned_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('window_ends_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('period_ends_at', sa.DateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['customer_id'], ['customers.id'], ),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('period', 'customer_id', name='uq_crosssell_assignment_day')
