@@ -49,9 +49,6 @@ DEFAULT_DAYS = 30
 
 A = CrosssellAssignment
 Key = tuple[date, bool]  # (campaign day, held out)
-# The member's own nudge of that day (none for the held out).
-NUDGE_OF = and_(Message.kind == MessageKind.NUDGE, Message.customer_id == A.customer_id,
-                Message.period == A.period)
 
 
 class BadRange(ValueError):
@@ -71,13 +68,21 @@ def _figure(name: str) -> Any:
     return literal_column(f"'{name}'").label("figure")
 
 
-def _members_and_messages(days: Any) -> Any:
-    """Per (day, group, nudge status): members, and when their windows end."""
-    return select(_figure("members"), A.period, A.held_out, Message.status,
-                  func.count().label("a"), func.max(A.window_ends_at).label("b"),
-                  func.max(A.period_ends_at).label("c"),
-                  ).select_from(A).outerjoin(Message, NUDGE_OF).where(days).group_by(
-                      A.period, A.held_out, Message.status)
+def _members(days: Any) -> Any:
+    """Per (day, group): members, and when their windows end."""
+    return select(_figure("members"), A.period, A.held_out, null(), func.count(),
+                  func.max(A.window_ends_at), func.max(A.period_ends_at),
+                  ).where(days).group_by(A.period, A.held_out)
+
+
+def _nudges(start: date, end: date) -> Any:
+    """Per (day, status): the nudges of the day, all of the nudged group (the held out get
+    none: the scan records no message for them)."""
+    return select(_figure("nudges"), Message.period, literal_column("0"), Message.status,
+                  func.count(), null(), null(),
+                  ).where(Message.kind == MessageKind.NUDGE,
+                          Message.period.between(start, end),
+                          ).group_by(Message.period, Message.status)
 
 
 def _conversions(days: Any, earliest: datetime) -> Any:
@@ -117,22 +122,21 @@ def _tiers_reached(days: Any, earliest: datetime) -> Any:
     ).group_by(A.period, A.held_out)
 
 
-def _bonuses(days: Any) -> Any:
-    """Per (day, group): bonus points credited and taken back (as a positive number)."""
+def _bonuses(start: date, end: date) -> Any:
+    """Per day: bonus points credited and taken back (as a positive number), all of the
+    nudged group (a bonus names its nudge)."""
     kind, points = LedgerEntry.kind, LedgerEntry.points
     return select(
-        _figure("bonuses"), A.period, A.held_out, null(),
+        _figure("bonuses"), Message.period, literal_column("0"), null(),
         func.sum(case((kind == LedgerKind.CROSSSELL_BONUS, points), else_=0)),
         -func.sum(case((kind == LedgerKind.CROSSSELL_BONUS_REVERSAL, points), else_=0)),
         null(),
-    ).select_from(A).join(Message, NUDGE_OF).join(
-        LedgerEntry, LedgerEntry.nudge_id == Message.id,
-    ).where(
-        days,
+    ).select_from(LedgerEntry).join(Message, Message.id == LedgerEntry.nudge_id).where(
         # Most ledger rows have no nudge: the index then skips them.
         LedgerEntry.nudge_id.is_not(None),
         kind.in_((LedgerKind.CROSSSELL_BONUS, LedgerKind.CROSSSELL_BONUS_REVERSAL)),
-    ).group_by(A.period, A.held_out)
+        Message.kind == MessageKind.NUDGE, Message.period.between(start, end),
+    ).group_by(Message.period)
 
 
 @dataclass
@@ -144,28 +148,23 @@ class _Tally:
     period_ends_at: datetime | None = None
 
 
-def _later(first: datetime | None, second: datetime) -> datetime:
-    return second if first is None else max(first, second)
-
-
 def _tallies(session: Session, start: date, end: date, zone: ZoneInfo) -> dict[Key, _Tally]:
     days = _days(start, end)
     # No window starts before the first day: a bound that keeps the orders and tier changes
     # of earlier years out of the joins.
     earliest = datetime.combine(start, time(0), zone)
-    statements = (_members_and_messages(days), _conversions(days, earliest),
-                  _tiers_reached(days, earliest), _bonuses(days))
+    statements = (_members(days), _nudges(start, end), _conversions(days, earliest),
+                  _tiers_reached(days, earliest), _bonuses(start, end))
     tallies: dict[Key, _Tally] = defaultdict(_Tally)
     for statement in statements:
         for figure, day, held_out, status, a, b, c in session.execute(statement):
             tally = tallies[(day, bool(held_out))]
             outcome = tally.outcome
             if figure == "members":
-                messages = dict(outcome.messages) | ({status: int(a)} if status else {})
-                tally.outcome = replace(outcome, members=outcome.members + int(a),
-                                        messages=messages)
-                tally.window_ends_at = _later(tally.window_ends_at, b)
-                tally.period_ends_at = _later(tally.period_ends_at, c)
+                tally.outcome = replace(outcome, members=int(a))
+                tally.window_ends_at, tally.period_ends_at = b, c
+            elif figure == "nudges":
+                tally.outcome = replace(outcome, messages={**outcome.messages, status: int(a)})
             elif figure == "converted":
                 tally.outcome = replace(outcome, converted=int(a), spend=int(b or 0))
             elif figure == "tiers":
