@@ -1,6 +1,5 @@
 """The cross-sell campaign's results (``loyalty crosssell report``, its HTTP route and the
-``/metrics`` counters) over a large member base, against the same SQL without the indexes
-they need.
+``/metrics`` counters) over a large member base, against one pass over the tables it reads.
 
 A freshly migrated database is filled with ``INSERT … SELECT generate_series`` into the real
 tables: ``--members`` customers, each with ``--history-orders`` earlier orders (credited on
@@ -18,8 +17,10 @@ Measured, each the median of ``--report-repeats`` runs after one warm-up:
 - ``counts_by_group`` (what ``/metrics`` reads on every scrape): the selected of all time,
   the conversions of the last 30 days.
 
-Baseline: the report's statements with ``ix_orders_customer_placed`` and
-``ix_tier_changes_customer_changed`` dropped, inside a transaction that is rolled back.
+Baseline: ``SELECT count(*)`` of each table the report reads (assignments, orders, tier
+changes, messages), once: what reading them costs, whatever the query. The report needs no
+index of its own on PostgreSQL: it joins the days' assignments to orders and tier changes by
+hash (EXPLAIN below), and the bonuses come through ``uq_ledger_nudge_kind``.
 """
 
 from __future__ import annotations
@@ -45,7 +46,9 @@ from loyalty.storage.db import transaction
 
 NAME = "campaign_report"
 AS_OF = datetime(2026, 11, 23, 9, 0, tzinfo=ZoneInfo("Asia/Ho_Chi_Minh"))
-INDEXES = ("ix_orders_customer_placed", "ix_tier_changes_customer_changed")
+# What the report reads, each table counted once: the floor of any report over it.
+ONE_PASS: list[Any] = [(f"SELECT count(*) FROM {table}", None) for table in (
+    "crosssell_assignments", "orders", "tier_changes", "messages")]
 TARGET_SECONDS = 1.0
 
 
@@ -236,13 +239,7 @@ def run(ctx: Context) -> Result:
         with psycopg.connect(ctx.conninfo(url)) as db:
             plans = [explain(db, statement) for statement in statements]
             sql_seconds = timed(args.report_repeats, lambda: run_sql(db, statements))
-            db.commit()
-            with db.transaction(force_rollback=True):
-                for index in INDEXES:
-                    db.execute(f"DROP INDEX {index}")
-                baseline_seconds = timed(max(1, args.report_repeats // 2),
-                                         lambda: run_sql(db, statements))
-                baseline_plans = [explain(db, statement) for statement in statements]
+            baseline_seconds = timed(args.report_repeats, lambda: run_sql(db, ONE_PASS))
     finally:
         loyalty.engine.dispose()
     ctx.drop_database(url)
@@ -251,14 +248,14 @@ def run(ctx: Context) -> Result:
     full = Rate(f"campaign_results, all {args.runs} runs", assigned, full_seconds,
                 "members")
     sql = Rate("  its statements alone (psycopg)", assigned, sql_seconds, "members")
-    baseline = Rate("baseline: same statements, the two indexes dropped", assigned,
+    baseline = Rate("baseline: count(*) of each table it reads, once", assigned,
                     baseline_seconds, "members")
     recent = Rate("campaign_results, last 30 runs (the default range)",
                   min(assigned, 30 * args.per_run), recent_seconds, "members")
     scrape = Rate("counts_by_group (/metrics): all time, converted in 30 days", assigned,
                   metrics_seconds, "members")
     result.rates += [full, sql, baseline, recent, scrape]
-    result.ratios += [ratio("statements: with the indexes ÷ dropped", sql, baseline)]
+    result.ratios += [ratio("report ÷ one pass over its tables", full, baseline)]
     verdict = "under" if full_seconds < TARGET_SECONDS else "OVER"
     totals = report.nudged, report.held_out
     result.notes += [
@@ -269,9 +266,8 @@ def run(ctx: Context) -> Result:
         f"report: nudged {totals[0].members:,} (converted {totals[0].converted:,}), held out "
         f"{totals[1].members:,} (converted {totals[1].converted:,}); uplift "
         f"{report.uplift.conversion:+.4f}, 95% interval {report.uplift.ci95}",
-        "server execution time per statement (EXPLAIN ANALYZE), with the indexes / without: "
-        + "; ".join(f"{server_ms(with_) / 1000:.2f} s / {server_ms(without) / 1000:.2f} s"
-                    for with_, without in zip(plans, baseline_plans, strict=True)),
+        "server execution time per statement (EXPLAIN ANALYZE): "
+        + "; ".join(f"{server_ms(plan) / 1000:.2f} s" for plan in plans),
     ]
     for statement, plan in zip(statements, plans, strict=True):
         result.notes.append(f"EXPLAIN (ANALYZE, BUFFERS) of {first_words(statement)}\n"
@@ -282,5 +278,5 @@ def run(ctx: Context) -> Result:
 BENCHMARK = Benchmark(
     name=NAME,
     summary="cross-sell campaign results (report, /metrics) over 1M members and 100 runs vs "
-            "the same SQL without their indexes",
+            "one pass over the tables they read",
     run=run, add_arguments=add_arguments)

@@ -76,10 +76,6 @@ class Order(Base):
     """An order's latest known state (SPEC §3) and whether it earned or gave back points."""
 
     __tablename__ = "orders"
-    __table_args__ = (
-        # The campaign's results look up a member's orders placed within a window.
-        Index("ix_orders_customer_placed", "customer_id", "placed_at"),
-    )
 
     order_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     customer_id: Mapped[str] = mapped_column(ForeignKey("customers.id"), index=True)
@@ -136,11 +132,6 @@ class TierChange(Base):
     points: Mapped[int] = mapped_column(BigInteger)
     ledger_entry_id: Mapped[int] = mapped_column(ForeignKey("ledger_entries.id"))
     changed_at: Mapped[datetime] = mapped_column(Timestamp())
-
-    __table_args__ = (
-        # The campaign's results look up a member's tier changes within a window.
-        Index("ix_tier_changes_customer_changed", "customer_id", "changed_at"),
-    )
 
 
 class ProcessedEvent(Base):

@@ -1,4 +1,4 @@
-"""cross-sell holdout: crosssell_assignments; indexes for the campaign's results
+"""cross-sell holdout: crosssell_assignments
 
 Revision ID: 0008
 Revises: 0003
@@ -32,17 +32,9 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('crosssell_assignments', schema=None) as batch_op:
         batch_op.create_index('ix_crosssell_assignments_customer', ['customer_id', 'assigned_at'], unique=False)
-    with op.batch_alter_table('orders', schema=None) as batch_op:
-        batch_op.create_index('ix_orders_customer_placed', ['customer_id', 'placed_at'], unique=False)
-    with op.batch_alter_table('tier_changes', schema=None) as batch_op:
-        batch_op.create_index('ix_tier_changes_customer_changed', ['customer_id', 'changed_at'], unique=False)
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('tier_changes', schema=None) as batch_op:
-        batch_op.drop_index('ix_tier_changes_customer_changed')
-    with op.batch_alter_table('orders', schema=None) as batch_op:
-        batch_op.drop_index('ix_orders_customer_placed')
     with op.batch_alter_table('crosssell_assignments', schema=None) as batch_op:
         batch_op.drop_index('ix_crosssell_assignments_customer')
     op.drop_table('crosssell_assignments')
