@@ -54,7 +54,7 @@ from loyalty.storage.tables import (
 NAMES = ["Lan", "Minh", "Hương", "Tuấn", "Mai", "Dũng", "Linh", "Quang", "Thảo", "Huy"]
 HOLDOUT_PERCENT = 10
 # How often a simulated member orders within the days after a campaign day.
-ORDERS_AFTER = {False: 0.5, True: 0.25}  # by held out
+ORDERS_AFTER = {False: 0.5, True: 0.25, None: 0.2}  # nudged, held out, not selected
 
 
 def shop_events(customers: int, rng: random.Random, start: datetime) -> list[dict[str, Any]]:
@@ -169,7 +169,8 @@ def run_demo(data_dir: Path, *, customers: int = 150, workers: int = 2, seed: in
 def _past_campaign_day(loyalty: Loyalty, as_of: datetime, rng: random.Random) -> None:
     """A scan on a past day, its nudges sent a minute later, and the orders that followed
     (through the workers): the nudged order more often than the held out, some too late
-    for the 72 hours, some cancelled."""
+    for the 72 hours, some cancelled. The workers apply them now, so tier changes are
+    stamped now: for a day four days back they fall in its tag period, not its 72 hours."""
     sent_at = as_of + timedelta(minutes=1)
     then = replace(loyalty, clock=lambda: sent_at)
     scan = run_scan(then, as_of)
@@ -183,14 +184,20 @@ def _past_campaign_day(loyalty: Loyalty, as_of: datetime, rng: random.Random) ->
     finally:
         sender_log.setLevel(level)
     with loyalty.sessions() as session:
-        selected = session.execute(select(CrosssellAssignment.customer_id,
-                                          CrosssellAssignment.held_out).where(
-            CrosssellAssignment.period == campaign_day(as_of, loyalty.zone))).all()
+        selected = dict(session.execute(select(CrosssellAssignment.customer_id,
+                                               CrosssellAssignment.held_out).where(
+            CrosssellAssignment.period == campaign_day(as_of, loyalty.zone))).all())
+        everyone = list(session.scalars(select(Customer.id).order_by(Customer.id)))
     events = []
-    for customer_id, held_out in selected:
-        if rng.random() >= ORDERS_AFTER[held_out]:
+    for customer_id in everyone:
+        # The rest of the shop keeps ordering too: some of them come near a tier.
+        chance = ORDERS_AFTER[selected[customer_id]] if customer_id in selected \
+            else ORDERS_AFTER[None]
+        if rng.random() >= chance:
             continue
         placed = sent_at + timedelta(hours=rng.choice([2, 9, 20, 30, 50, 70, 80]))
+        if placed + timedelta(hours=30) > loyalty.clock():
+            continue  # not placed and delivered yet: no order from the future
         order_id = f"SO-{customer_id}-{as_of:%m%d}"
         ending = rng.choices([("delivered", "paid"), ("cancelled", "refunded")], [9, 1])[0]
         for i, (status, paid) in enumerate([("delivered", "paid"), ending]):
@@ -203,9 +210,11 @@ def _past_campaign_day(loyalty: Loyalty, as_of: datetime, rng: random.Random) ->
     total = _processed(loyalty) + len(events)
     enqueue_order_events(events, celery=loyalty.celery)
     _eventually(lambda: _processed(loyalty) >= total, 60)
+    ordered = {event["customer"]["id"] for event in events}
     click.echo(f"Campaign day {campaign_day(as_of, loyalty.zone)}: selected {scan.selected}, "
-               f"held out {scan.held_out}, nudged {len(scan.queued)}; "
-               f"{len({e['order_id'] for e in events})} ordered afterwards.")
+               f"held out {scan.held_out}, nudged {len(scan.queued)}; afterwards "
+               f"{len(ordered & set(selected))} of them ordered, and "
+               f"{len(ordered - set(selected))} other members.")
 
 
 def _campaign(loyalty: Loyalty, scan: ScanReport) -> None:
