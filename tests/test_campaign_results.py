@@ -8,8 +8,6 @@ send, each order event), so that every figure of the report is known in advance.
 from __future__ import annotations
 
 import json
-import socket
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date, datetime, timedelta
@@ -18,14 +16,12 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-import uvicorn
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 from sqlalchemy import select
 
 from devtools.fake_zalo import FakeZalo
-from devtools.processes import wait_for
 from loyalty.api import create_app
 from loyalty.bootstrap import Loyalty
 from loyalty.domain.holdout import Group, group_of
@@ -38,6 +34,7 @@ from loyalty.storage.db import transaction
 from loyalty.storage.tables import CrosssellAssignment, Customer, LedgerEntry
 from loyalty.storage.zalo_tokens import DbTokenStore
 from tests.support.events import order_event
+from tests.support.http_server import serving
 from tests.support.zalo_shop import zalo_settings
 
 ZONE = ZoneInfo("Asia/Ho_Chi_Minh")
@@ -270,48 +267,28 @@ def test_cli_and_http_give_the_same_report(shop: Loyalty, fake_zalo: FakeZalo,
                       headers=TOKEN).status_code == 422
 
 
-# --- the console page in a real Chromium ----------------------------------------------
-# A minimal harness of its own; a shared one (tests/support/browser.py) is on its way.
-
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync"]
-
+# --- the console page in a real Chromium (tests/support/browser.py) -------------------
 
 @contextmanager
-def serving(app: Any) -> Iterator[str]:
-    """``app`` on a free local port, in a thread; yields its base URL."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
-                                           log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
+def desktop_page(browser: Browser) -> Iterator[Page]:
+    """A page on a marketer's screen, in its own context; uncaught page errors fail."""
+    context = browser.new_context(viewport={"width": 1100, "height": 1400})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
     try:
-        wait_for(lambda: server.started, 20, "the API did not start")
-        yield f"http://127.0.0.1:{port}"
+        yield page
     finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-
-
-@contextmanager
-def chromium_page() -> Iterator[Page]:
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium",
-                                             headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield browser.new_page(viewport={"width": 1100, "height": 1400})
-        finally:
-            browser.close()
+        context.close()
+    assert not errors, f"the page threw: {errors}"
 
 
 def test_console_page_shows_chart_and_table_and_refuses_without_the_token(
-        shop: Loyalty, fake_zalo: FakeZalo, tmp_path: Path) -> None:
+        shop: Loyalty, fake_zalo: FakeZalo, chromium: Browser, tmp_path: Path) -> None:
     run_the_example(shop, fake_zalo)
     shop.clock.now = SENT + timedelta(hours=100)  # type: ignore[attr-defined]
-    with serving(create_app(shop)) as base, chromium_page() as page:
+    with serving(create_app(shop)) as (host, port), desktop_page(chromium) as page:
+        base = f"http://{host}:{port}"
         requested: list[str] = []
         page.on("request", lambda request: requested.append(request.url))
         page.goto(f"{base}/console/campaigns")
