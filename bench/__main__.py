@@ -25,6 +25,7 @@ BENCHMARKS: tuple[str, ...] = (
     "bench.order_events",
     "bench.importing",
     "bench.scan",
+    "bench.campaign_report",
     "bench.sends",
     "bench.memory",
     "bench.member_page",

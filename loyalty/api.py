@@ -6,12 +6,13 @@ import hashlib
 import hmac
 import json
 from collections.abc import Callable
+from datetime import date
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote_to_bytes
 
 import redis
-from fastapi import Depends, FastAPI, Header, HTTPException, Request
+from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
@@ -27,6 +28,7 @@ from loyalty.bootstrap import Loyalty
 from loyalty.domain.events import FieldError, is_customer_id
 from loyalty.embedded_redis import redis_url
 from loyalty.producer import InvalidEvents, QueueUnavailable, enqueue_order_events
+from loyalty.services.campaign_results import BadRange, campaign_results
 from loyalty.services.events import keep_refused
 from loyalty.services.members import (
     LedgerLine,
@@ -281,6 +283,27 @@ def create_app(loyalty: Loyalty,
         except GraphUnavailable as error:
             raise HTTPException(503, f"Zalo cannot read the phone code now: {error}") from None
         return show_signed_in(loyalty, identity).to_json(zone)
+
+    @app.get("/v1/campaigns/crosssell/report")
+    def crosssell_report(authorization: str | None = Header(None),
+                         start: str | None = Query(None, alias="from"),
+                         end: str | None = Query(None, alias="to")) -> Any:
+        require_token(authorization)  # before the parameters: nothing is said without it
+        days = {"from": start, "to": end}
+        parsed: dict[str, date | None] = {}
+        for name, value in days.items():
+            try:
+                parsed[name] = date.fromisoformat(value) if value else None
+            except ValueError:
+                return _unprocessable([{"field": name, "message": "must be a date YYYY-MM-DD, "
+                                        f"not {value!r}"}])
+        try:
+            return campaign_results(loyalty, parsed["from"], parsed["to"]).to_json()
+        except BadRange as error:
+            return _unprocessable([{"field": "from", "message": str(error)}])
+
+    from loyalty.console import mount_console
+    mount_console(app)
 
     @app.get("/healthz")
     def healthz() -> Any:

@@ -265,6 +265,29 @@ def crosssell_run(as_of: str | None, dry_run: bool) -> None:
         dispatch(_loyalty(), report.queued)
     click.echo(f"selected {report.selected}, queued {len(report.queued)}, "
                f"skipped unreachable {report.unreachable}" + (" (dry run)" if dry_run else ""))
+    if report.held_out:
+        click.echo(f"of the selected, held out {report.held_out}: no message, compared with "
+                   "the nudged in `loyalty crosssell report`")
+
+
+@crosssell.command("report")
+@click.option("--from", "start", type=click.DateTime(formats=["%Y-%m-%d"]), default=None,
+              help="First campaign day (YYYY-MM-DD) [default: 29 days before --to].")
+@click.option("--to", "end", type=click.DateTime(formats=["%Y-%m-%d"]), default=None,
+              help="Last campaign day (YYYY-MM-DD) [default: today].")
+@click.option("--json", "as_json", is_flag=True, help="The results as JSON (as the API).")
+def crosssell_report(start: datetime | None, end: datetime | None, as_json: bool) -> None:
+    """Did the nudge pay? The nudged against the held out, per campaign day."""
+    from loyalty.campaign_table import format_report
+    from loyalty.services.campaign_results import BadRange, campaign_results
+
+    try:
+        results = campaign_results(_loyalty(), start and start.date(), end and end.date())
+    except BadRange as error:
+        raise click.BadParameter(str(error), param_hint="--from") from None
+    document = results.to_json()
+    click.echo(json.dumps(document, ensure_ascii=False, indent=2) if as_json
+               else format_report(document))
 
 
 @main.group()
@@ -297,7 +320,7 @@ def birthdays_run(as_of: str | None) -> None:
 
 
 @main.command()
-@click.option("--customers", default=60, show_default=True)
+@click.option("--customers", default=150, show_default=True)
 @click.option("--workers", default=2, show_default=True)
 @click.option("--serve", is_flag=True,
               help="Then keep the API up on localhost with the member's page, signed in as "

@@ -2,14 +2,18 @@
 
 Customers and orders (some cancelled or returned, some events sent twice, some out of
 order, one naming the wrong customer) go through the producer call onto the embedded Redis;
-real ``celery -A workers worker`` processes apply them to a SQLite file; the daily
-near-tier scan nudges those close to the next tier; then a summary. With ``--serve`` the API
-then stays up on localhost, Zalo's Graph API played by the fake Zalo, and the member's page
-signed in as one of the demo's members.
+real ``celery -A workers worker`` processes apply them to a SQLite file; then three days of
+the near-tier campaign with a holdout of 10 % (a program file the demo writes): four days
+ago, yesterday and today. The past days' nudges are sent in this process at their day's time
+(workers would send them now), and some members, nudged or held out, order after them; the
+report compares the two groups. Then a summary. With ``--serve`` the API then stays up on
+localhost, Zalo's Graph API played by the fake Zalo, and the member's page signed in as one
+of the demo's members.
 """
 
 from __future__ import annotations
 
+import logging
 import random
 import shutil
 import sys
@@ -17,6 +21,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from contextlib import suppress
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -28,20 +33,32 @@ from sqlalchemy import func, select
 from devtools.fake_zalo import FakeZalo
 from devtools.processes import ROOT, ChildProcess, settings_env, wait_for, worker_argv
 from loyalty.bootstrap import Loyalty
+from loyalty.campaign_table import format_report
+from loyalty.domain.crosssell import campaign_day
 from loyalty.domain.messages import MessageKind, MessageStatus
 from loyalty.domain.points import LedgerKind
 from loyalty.embedded_redis import stop_embedded_redis
 from loyalty.producer import InvalidEvents, enqueue_order_events
+from loyalty.services.campaign_results import campaign_results
 from loyalty.services.crosssell import ScanReport, run_scan
 from loyalty.services.events import list_refused
 from loyalty.services.members import show_member
-from loyalty.services.outbox import dispatch
+from loyalty.services.outbox import dispatch, send_message
 from loyalty.settings import Settings
 from loyalty.storage.db import database_url
 from loyalty.storage.migrate import upgrade
-from loyalty.storage.tables import Customer, LedgerEntry, Message, ProcessedEvent
+from loyalty.storage.tables import (
+    CrosssellAssignment,
+    Customer,
+    LedgerEntry,
+    Message,
+    ProcessedEvent,
+)
 
 NAMES = ["Lan", "Minh", "Hương", "Tuấn", "Mai", "Dũng", "Linh", "Quang", "Thảo", "Huy"]
+HOLDOUT_PERCENT = 10
+# How often a simulated member orders within the days after a campaign day.
+ORDERS_AFTER = {False: 0.5, True: 0.25, None: 0.2}  # nudged, held out, not selected
 
 
 def shop_events(customers: int, rng: random.Random, start: datetime) -> list[dict[str, Any]]:
@@ -92,11 +109,14 @@ def _eventually(condition: Callable[[], bool], timeout: float) -> None:
         wait_for(condition, timeout, "", interval=0.2)
 
 
-def run_demo(data_dir: Path, *, customers: int = 60, workers: int = 2, seed: int = 2026,
+def run_demo(data_dir: Path, *, customers: int = 150, workers: int = 2, seed: int = 2026,
              serve_port: int | None = None) -> None:
     shutil.rmtree(data_dir, ignore_errors=True)
     data_dir.mkdir(parents=True)
-    settings = Settings(data_dir=data_dir, database_url=None, redis_url=None)
+    program = data_dir / "program.toml"
+    program.write_text(f"[crosssell]\nholdout_percent = {HOLDOUT_PERCENT}\n", encoding="utf-8")
+    settings = Settings(data_dir=data_dir, database_url=None, redis_url=None,
+                        program_file=program)
     upgrade(database_url(settings))
     loyalty = Loyalty.from_settings(settings)
 
@@ -130,6 +150,10 @@ def run_demo(data_dir: Path, *, customers: int = 60, workers: int = 2, seed: int
         _eventually(lambda: _processed(loyalty) >= distinct, 90)
         done, elapsed = _processed(loyalty), time.monotonic() - started
         _eventually(lambda: bool(list_refused(loyalty)), 30)  # the wrong-customer event
+        now = loyalty.clock()
+        first_day = campaign_day(now - timedelta(days=4), loyalty.zone)
+        for days_ago in (4, 1):
+            _past_campaign_day(loyalty, now - timedelta(days=days_ago), rng)
         scan = run_scan(loyalty, loyalty.clock())
         dispatch(loyalty, scan.queued)
         _eventually(lambda: _sent(loyalty) >= len(scan.queued), 30)
@@ -138,6 +162,10 @@ def run_demo(data_dir: Path, *, customers: int = 60, workers: int = 2, seed: int
             proc.stop(timeout=20)
     _summary(loyalty, done, distinct, elapsed)
     _campaign(loyalty, scan)
+    click.echo(f"\nCampaign results with a holdout of {HOLDOUT_PERCENT}% "
+               "(`loyalty crosssell report`):\n")
+    click.echo(format_report(campaign_results(
+        loyalty, first_day, campaign_day(loyalty.clock(), loyalty.zone)).to_json()))
     # sys.argv[0] is the command as it was typed, e.g. .venv/bin/loyalty under make demo.
     click.echo(f"\nLook around: LOYALTY_DATA_DIR={data_dir} {sys.argv[0]} member show C-001")
     try:
@@ -192,9 +220,61 @@ def _showcase_member(loyalty: Loyalty) -> tuple[str, str | None]:
         return customer.id, customer.zalo_user_id
 
 
+def _past_campaign_day(loyalty: Loyalty, as_of: datetime, rng: random.Random) -> None:
+    """A scan on a past day, its nudges sent a minute later, and the orders that followed
+    (through the workers): the nudged order more often than the held out, some too late
+    for the 72 hours, some cancelled. The workers apply them now, so tier changes are
+    stamped now: for a day four days back they fall in its tag period, not its 72 hours."""
+    sent_at = as_of + timedelta(minutes=1)
+    then = replace(loyalty, clock=lambda: sent_at)
+    scan = run_scan(then, as_of)
+    # Without Zalo every message is written to the log: too much to read here.
+    sender_log = logging.getLogger("loyalty.messages")
+    level = sender_log.level
+    sender_log.setLevel(logging.WARNING)
+    try:
+        for message_id in scan.queued:
+            send_message(then, message_id, then.sender, then.on_sent)
+    finally:
+        sender_log.setLevel(level)
+    with loyalty.sessions() as session:
+        selected = dict(session.execute(select(CrosssellAssignment.customer_id,
+                                               CrosssellAssignment.held_out).where(
+            CrosssellAssignment.period == campaign_day(as_of, loyalty.zone))).all())
+        everyone = list(session.scalars(select(Customer.id).order_by(Customer.id)))
+    events = []
+    for customer_id in everyone:
+        # The rest of the shop keeps ordering too: some of them come near a tier.
+        chance = ORDERS_AFTER[selected[customer_id]] if customer_id in selected \
+            else ORDERS_AFTER[None]
+        if rng.random() >= chance:
+            continue
+        placed = sent_at + timedelta(hours=rng.choice([2, 9, 20, 30, 50, 70, 80]))
+        if placed + timedelta(hours=30) > loyalty.clock():
+            continue  # not placed and delivered yet: no order from the future
+        order_id = f"SO-{customer_id}-{as_of:%m%d}"
+        ending = rng.choices([("delivered", "paid"), ("cancelled", "refunded")], [9, 1])[0]
+        for i, (status, paid) in enumerate([("delivered", "paid"), ending]):
+            events.append({"event_id": f"evt-{order_id}-{i}", "order_id": order_id,
+                           "customer": {"id": customer_id}, "status": status,
+                           "payment_status": paid,
+                           "total_payable": rng.randrange(150, 600) * 1000,
+                           "shipping_fee": 0, "placed_at": placed.isoformat(),
+                           "occurred_at": (placed + timedelta(hours=20 + 10 * i)).isoformat()})
+    total = _processed(loyalty) + len(events)
+    enqueue_order_events(events, celery=loyalty.celery)
+    _eventually(lambda: _processed(loyalty) >= total, 60)
+    ordered = {event["customer"]["id"] for event in events}
+    click.echo(f"Campaign day {campaign_day(as_of, loyalty.zone)}: selected {scan.selected}, "
+               f"held out {scan.held_out}, nudged {len(scan.queued)}; afterwards "
+               f"{len(ordered & set(selected))} of them ordered, and "
+               f"{len(ordered - set(selected))} other members.")
+
+
 def _campaign(loyalty: Loyalty, scan: ScanReport) -> None:
-    click.echo(f"\nDaily near-tier scan: {scan.selected} member(s) fewer than "
-               f"{loyalty.program.crosssell.near_tier_points} points from the next tier, "
+    click.echo(f"\nToday's near-tier scan: {scan.selected} member(s) fewer than "
+               f"{loyalty.program.crosssell.near_tier_points} points from the next tier "
+               f"and not nudged or held out lately, {scan.held_out} held out, "
                f"{len(scan.queued)} nudged (no Zalo credentials: written to the outbox and "
                f"the log), {scan.unreachable} unreachable.")
     with loyalty.sessions() as session:

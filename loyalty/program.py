@@ -69,6 +69,18 @@ class CrossSell(_Strict):
     bonus_window_hours: int = Field(default=72, gt=0)
     scan_at: time = time(9, 0)
     mirror_oa_tag: bool = False
+    # Of the members each scan selects, this percentage is held out (no message, no tag, no
+    # bonus) and compared with the nudged ones in the campaign's results.
+    holdout_percent: int = Field(default=0, ge=0)
+
+    @field_validator("holdout_percent")
+    @classmethod
+    def _someone_is_nudged(cls, value: int) -> int:
+        # 100 would nudge nobody: no campaign, and no nudged group to compare the held-out
+        # one with. Stopping the campaign is stopping its scan, not a holdout.
+        if value >= 100:
+            raise ValueError("must be below 100 (a holdout of 100% nudges nobody)")
+        return value
 
 
 class Birthdays(_Strict):

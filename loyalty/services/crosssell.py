@@ -22,6 +22,7 @@ from loyalty.domain.messages import OPEN_STATUSES, Channel, MessageKind, Message
 from loyalty.domain.points import LedgerKind, Posting, bonus_taken_back
 from loyalty.domain.tiers import near_tier_ranges
 from loyalty.program import Program
+from loyalty.services.holdout import assign_groups, held_out_lately, holdout_of
 from loyalty.services.ledger import Member
 from loyalty.services.outbox import new_message
 from loyalty.storage.db import transaction
@@ -37,6 +38,7 @@ class ScanReport:
     selected: int
     unreachable: int
     queued: list[int] = field(default_factory=list)  # message ids of new nudges
+    held_out: int = 0  # selected, and kept from the nudge by the holdout
 
 
 def near_next_tier(program: Program) -> ColumnElement[bool]:
@@ -67,16 +69,19 @@ def run_scan(loyalty: Loyalty, as_of: datetime, *, dry_run: bool = False) -> Sca
     with transaction(loyalty.sessions) as session:
         # Read in the transaction: it holds the program lock, so no change runs across it.
         program = loyalty.program
-        eligible = and_(near_next_tier(program), _not_nudged_lately(program, as_of))
+        eligible = and_(near_next_tier(program), _not_nudged_lately(program, as_of),
+                        ~held_out_lately(program, as_of))
         candidates = list(session.scalars(
             select(Customer).where(eligible, reachable).order_by(Customer.id)))
         unreachable = session.scalar(
             select(func.count()).select_from(Customer).where(eligible, ~reachable)) or 0
         report = ScanReport(selected=len(candidates), unreachable=unreachable)
         if dry_run:
+            report.held_out = len(holdout_of(program, candidates, day))
             return report
+        to_nudge, report.held_out = assign_groups(session, program, candidates, day, as_of)
         deadline = bonus_deadline(program, as_of)
-        for customer in candidates:
+        for customer in to_nudge:
             text = nudge_text(program, points=customer.points, name=customer.name,
                               deadline=deadline, zone=zone)
             message_id = new_message(session, kind=MessageKind.NUDGE, customer=customer,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
@@ -19,6 +20,7 @@ from loyalty.domain.messages import MessageKind, MessageStatus
 from loyalty.domain.orders import APPLIED_OUTCOMES
 from loyalty.domain.points import LedgerKind
 from loyalty.program import Program
+from loyalty.services.campaign_results import counts_by_group
 from loyalty.storage.db import transaction
 from loyalty.storage.tables import (
     Customer,
@@ -30,6 +32,9 @@ from loyalty.storage.tables import (
 
 if TYPE_CHECKING:
     from loyalty.bootstrap import Loyalty
+
+# How far back the cross-sell conversions on /metrics look.
+RECENT = timedelta(days=30)
 
 
 @dataclass(frozen=True)
@@ -108,7 +113,23 @@ def message_counts(session: Session, program: Program) -> list[Counts]:
     return counts
 
 
-READERS: tuple[Reader, ...] = (event_counts, ledger_counts, members_by_tier, message_counts)
+def crosssell_counts(session: Session, program: Program) -> list[Counts]:
+    """Members the cross-sell scan selected, by holdout group; and of those selected in the
+    last 30 days (a bounded window: every scrape counts their orders), who converted."""
+    counts = counts_by_group(session, datetime.now(UTC) - RECENT)
+    return [
+        Counts("crosssell_selected", "members selected by the cross-sell scan, by group",
+               "group", counts.selected),
+        Counts("crosssell_selected_30d", "members selected in the last 30 days, by group",
+               "group", counts.recent, cumulative=False),
+        Counts("crosssell_converted_30d", "of those, members with an earning order within "
+               "72 h of the scan, by group", "group",
+               counts.recent_converted, cumulative=False),
+    ]
+
+
+READERS: tuple[Reader, ...] = (event_counts, ledger_counts, members_by_tier, message_counts,
+                               crosssell_counts)
 
 
 def read_stats(loyalty: Loyalty, readers: Iterable[Reader] = READERS) -> list[Counts]:

@@ -284,6 +284,35 @@ class CampaignRun(Base):
     created_at: Mapped[datetime] = mapped_column(Timestamp())
 
 
+class CrosssellAssignment(Base):
+    """A member a cross-sell scan selected, and the group the holdout put them in: nudged or
+    held out (``domain.holdout``). One per member per campaign day."""
+
+    __tablename__ = "crosssell_assignments"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    # The campaign day (local date) of the scan.
+    period: Mapped[date] = mapped_column(Date)
+    customer_id: Mapped[str] = mapped_column(ForeignKey("customers.id"))
+    held_out: Mapped[bool] = mapped_column()
+    # Where the member stood when selected: "reached the next tier" means these points.
+    points: Mapped[int] = mapped_column(BigInteger)
+    next_threshold: Mapped[int] = mapped_column(BigInteger)
+    assigned_at: Mapped[datetime] = mapped_column(Timestamp())
+    # The member's windows, from the scan: 72 h for a conversion, the tag period for the
+    # tier (``domain.campaign_results.windows_end``), fixed by the program of the day.
+    window_ends_at: Mapped[datetime] = mapped_column(Timestamp())
+    period_ends_at: Mapped[datetime] = mapped_column(Timestamp())
+
+    __table_args__ = (
+        # A scan run twice on one day, or by two beats at once, assigns nobody twice; the
+        # report reads a range of days through it.
+        UniqueConstraint("period", "customer_id", name="uq_crosssell_assignment_day"),
+        # The scan keeps a member held out lately out, as it does one nudged lately.
+        Index("ix_crosssell_assignments_customer", "customer_id", "assigned_at"),
+    )
+
+
 class ZaloToken(Base):
     """The current OA token pair; refresh tokens are single-use, so it is saved before use."""
 

@@ -1,0 +1,42 @@
+"""A shop that talks to the local fake Zalo, and workers that run with its settings."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from pydantic import SecretStr
+
+from devtools.fake_zalo import FakeZalo
+from devtools.processes import WorkerProcess
+from loyalty.settings import Settings
+
+
+def zalo_settings(base: Settings, fake: FakeZalo, **changes: Any) -> Settings:
+    """``base`` with the OA credentials of ``fake`` and every Zalo host pointed at it."""
+    pair = fake.initial_tokens
+    return base.model_copy(update={
+        "zalo_app_id": "fake-app", "zalo_secret_key": SecretStr("fake-secret"),
+        "zalo_access_token": SecretStr(pair.access_token),
+        "zalo_refresh_token": SecretStr(pair.refresh_token),
+        "zalo_api_url": fake.url, "zalo_oauth_url": fake.url,
+        "zalo_business_api_url": fake.url, "zalo_timeout_seconds": 2.0, **changes})
+
+
+@contextmanager
+def workers_with(settings: Settings, stepping_aside: list[WorkerProcess], logs: Path,
+                 prefix: str) -> Iterator[list[WorkerProcess]]:
+    """Two workers with ``settings``; the run's plain workers step aside meanwhile."""
+    for worker in stepping_aside:
+        worker.stop()
+    started = [WorkerProcess(settings, logs / f"{prefix}{i}.log", name=f"{prefix}{i}").start()
+               for i in range(2)]
+    try:
+        yield started
+    finally:
+        for worker in started:
+            worker.stop()
+        for worker in stepping_aside:
+            worker.start()
