@@ -208,11 +208,14 @@ def _serve(loyalty: Loyalty, port: int) -> None:
 
 
 def _showcase_member(loyalty: Loyalty) -> tuple[str, str | None]:
-    """The first member nudged (their page shows the live offer), else the top member."""
+    """A member nudged lately whose page shows the live offer, else the top member."""
     with loyalty.sessions() as session:
-        nudged = session.scalars(select(Message.customer_id).where(
+        recently = session.scalars(select(Message.customer_id).where(
             Message.kind == MessageKind.NUDGE, Message.status == MessageStatus.SENT)
-            .order_by(Message.id).limit(1)).first()
+            .order_by(Message.sent_at.desc()).limit(50)).all()
+    nudged = next((member for member in recently
+                   if show_member(loyalty, member).offer is not None), None)
+    with loyalty.sessions() as session:
         customer = session.get(Customer, nudged) if nudged is not None else \
             session.scalars(select(Customer).order_by(Customer.points.desc(), Customer.id)
                             .limit(1)).first()

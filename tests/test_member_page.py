@@ -433,7 +433,7 @@ def test_demo_serve_keeps_the_api_up_signed_in_as_a_demo_member(tmp_path: Path) 
     env = {k: v for k, v in os.environ.items() if not k.startswith("LOYALTY_")}
     output = tmp_path / "demo.out"
     with open(output, "wb") as out:
-        demo = subprocess.Popen([LOYALTY, "demo", "--customers", "12", "--workers", "1",
+        demo = subprocess.Popen([LOYALTY, "demo", "--customers", "60", "--workers", "1",
                                  "--serve", "--port", str(port)], cwd=tmp_path, env=env,
                                 stdout=out, stderr=subprocess.STDOUT)
     try:
@@ -451,7 +451,7 @@ def test_demo_serve_keeps_the_api_up_signed_in_as_a_demo_member(tmp_path: Path) 
             assert "run `make miniapp`" in text
         view = requests.get(f"http://127.0.0.1:{port}/v1/me", timeout=10,
                             headers={"X-Zalo-Access-Token": token[1]}).json()
-        # The first member nudged: their page has the live offer and the tag.
+        # A member nudged yesterday: their page has the live offer and the tag.
         assert view["customer_id"] == member[1] and view["points"] > 0
         assert view["offer"]["bonus_points"] == 100 and view["tags"]
         assert requests.get(f"http://127.0.0.1:{port}/v1/me", timeout=10, headers={

@@ -145,7 +145,9 @@ def test_a_worker_killed_with_the_default_settings_hands_its_events_on_within_a_
         victim.start()
         events = [order_event(f"K-{n}", f"KC-{n % 20}", total=50_000, shipping=0)
                   for n in range(200)]
-        enqueue_order_events(events, celery=Loyalty.from_settings(settings).celery)
+        producer = Loyalty.from_settings(settings).celery
+        for event in events:  # one request, so one task, each: many left when it is killed
+            enqueue_order_events(event, celery=producer)
         wait_for(lambda: processed_count(loyalty) >= 20, 60, "the victim never got going")
         victim.kill()
         assert processed_count(loyalty) < len(events), "finished before it could be killed"

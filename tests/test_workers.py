@@ -110,7 +110,8 @@ def test_worker_killed_mid_queue_then_restarted_applies_every_event_once(
         spend = {f"K-{i}": 50_000 + i * 1000 for i in range(400)}
         events = [order_event(order_id, f"KC-{i % 40}", total=total, shipping=0)
                   for i, (order_id, total) in enumerate(spend.items())]
-        enqueue_order_events(events, celery=celery_sender)
+        for event in events:  # one request, so one task, each: many left when it is killed
+            enqueue_order_events(event, celery=celery_sender)
         wait_for(lambda: processed_count(loyalty) >= 40, 60, "the victim never got going")
         victim.kill()
         assert processed_count(loyalty) < len(events), "finished before it could be killed"
