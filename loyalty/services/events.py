@@ -72,7 +72,7 @@ def apply_valid_event(loyalty: Loyalty, event: OrderEvent) -> Applied:
     when the event cannot be applied."""
     with transaction(loyalty.sessions) as session:
         applied = apply_event(session, loyalty.program, event, loyalty.clock(),
-                              notify_channel=loyalty.channel)
+                              notify=True)
     dispatch(loyalty, applied.messages)
     return applied
 

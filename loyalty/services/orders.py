@@ -15,7 +15,6 @@ from loyalty.domain.events import (
     OrderStatus,
     PaymentStatus,
 )
-from loyalty.domain.messages import Channel
 from loyalty.domain.orders import OrderState, Outcome, PointsAction, apply_order_event
 from loyalty.domain.points import Posting, order_credit, reversal
 from loyalty.domain.tiers import new_member_tier
@@ -101,10 +100,10 @@ def _first_delivery(session: Session, event: OrderEvent, now: datetime) -> bool:
 
 
 def apply_event(session: Session, program: Program, event: OrderEvent, now: datetime,
-                *, notify_channel: Channel | None = None) -> Applied:
+                *, notify: bool = False) -> Applied:
     """Apply ``event`` inside the caller's transaction.
 
-    ``notify_channel`` is where a customer is told that a bonus was taken back; None (the
+    ``notify``: whether a customer is told that a bonus was taken back; False (the
     historical import) tells nobody. Raises ``EventRefused`` when the event cannot be
     applied; the caller rolls back and keeps the event among the refused ones.
     """
@@ -135,9 +134,9 @@ def apply_event(session: Session, program: Program, event: OrderEvent, now: date
     else:
         outcome = Outcome.UNCHANGED if change.state == before else Outcome.UPDATED
     post_all(session, program, customer, postings, now=now, order_id=event.order_id)
-    if change.action is PointsAction.REVERSE and notify_channel is not None:
+    if change.action is PointsAction.REVERSE and notify:
         notice = crosssell.bonus_reversal_notice(session, program, customer, event.order_id,
-                                                 postings, notify_channel, now)
+                                                 postings, now)
         messages = [notice] if notice is not None else []
 
     session.execute(update(ProcessedEvent).where(ProcessedEvent.event_id == event.event_id)

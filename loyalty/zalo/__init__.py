@@ -9,6 +9,7 @@ from loyalty.zalo.errors import (
     ZaloQuotaExceeded,
     ZaloRetryable,
     ZaloTokenError,
+    ZaloUnexpectedAnswer,
     classify,
     error_for,
 )
@@ -29,6 +30,7 @@ __all__ = [
     "ZaloQuotaExceeded",
     "ZaloRetryable",
     "ZaloTokenError",
+    "ZaloUnexpectedAnswer",
     "classify",
     "error_for",
     "mask_phone",
