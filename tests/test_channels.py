@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 from celery import Celery
-from pydantic import SecretStr
 from sqlalchemy import select
 
 from devtools.fake_zalo import CS_PATH, QUOTA_PATH, TEMPLATE_PATH, ZNS_PATH, FakeZalo
 from devtools.processes import WorkerProcess, wait_for
 from loyalty.bootstrap import Loyalty
 from loyalty.domain.channels import calendar_month
+from loyalty.services.birthdays import run_birthdays
 from loyalty.services.crosssell import run_scan
 from loyalty.services.members import show_member
 from loyalty.services.outbox import relay, send_message
@@ -26,7 +26,7 @@ from loyalty.services.stats import read_stats, stats_json
 from loyalty.settings import Settings
 from loyalty.storage.db import transaction
 from loyalty.storage.tables import CampaignRun, CustomerTag, Message, MessageAttempt
-from loyalty.storage.zalo_tokens import DbTokenStore
+from tests.support import zalo_shop
 from tests.test_crosssell import _unacked, add_member, messages, scan, sent_to, wait_status
 
 pytestmark = pytest.mark.workers
@@ -62,41 +62,22 @@ def _program(tmp_path_factory: pytest.TempPathFactory, text: str) -> Path:
 @pytest.fixture(scope="module")
 def plan_settings(migrated: Settings, fake_zalo: FakeZalo,
                   tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    pair = fake_zalo.initial_tokens
-    return migrated.model_copy(update={
-        "program_file": _program(tmp_path_factory, PROGRAM),
-        "zalo_app_id": fake_zalo.app_id, "zalo_secret_key": SecretStr(fake_zalo.secret_key),
-        "zalo_access_token": SecretStr(pair.access_token),
-        "zalo_refresh_token": SecretStr(pair.refresh_token),
-        "zalo_api_url": fake_zalo.url, "zalo_oauth_url": fake_zalo.url,
-        "zalo_business_api_url": fake_zalo.url, "zalo_timeout_seconds": 5.0})
+    return zalo_shop.zalo_settings(migrated, fake_zalo, _program(tmp_path_factory, PROGRAM),
+                                   timeout=5.0)
 
 
 @pytest.fixture(scope="module")
 def plan_workers(plan_settings: Settings, workers: list[WorkerProcess],
                  tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[WorkerProcess]]:
-    """Workers that run this module's program against the fake Zalo; the run's plain
-    workers step aside meanwhile."""
-    for worker in workers:
-        worker.stop()
-    logs = tmp_path_factory.mktemp("plan-worker-logs")
-    started = [WorkerProcess(plan_settings, logs / f"p{i}.log", name=f"p{i}").start()
-               for i in range(2)]
-    yield started
-    for worker in started:
-        worker.stop()
-    for worker in workers:
-        worker.start()
+    """Workers that run this module's program against the fake Zalo."""
+    yield from zalo_shop.swap_workers(plan_settings, workers,
+                                      tmp_path_factory.mktemp("plan-worker-logs"), "p")
 
 
 @pytest.fixture
 def shop(loyalty: Loyalty, plan_settings: Settings, fake_zalo: FakeZalo,
          plan_workers: list[WorkerProcess]) -> Iterator[Loyalty]:
-    fake_zalo.clear_failures()
-    shop = Loyalty.from_settings(plan_settings)
-    DbTokenStore(shop.sessions).save(fake_zalo.issue_tokens())
-    yield shop
-    shop.engine.dispose()
+    yield from zalo_shop.open_shop(plan_settings, fake_zalo)
 
 
 def attempts(shop: Loyalty, message_id: int) -> list[tuple[str, str, int | None]]:
@@ -328,3 +309,19 @@ def test_with_no_channel_left_when_sending_the_message_is_skipped_not_failed(
         assert counts["nudge_messages"]["failed"] == 0
     finally:
         bare.engine.dispose()
+
+
+def test_birthday_gifts_obey_the_caps_only_when_the_program_makes_them_promotional(
+        shop: Loyalty, tmp_path_factory: pytest.TempPathFactory) -> None:
+    later = shop.clock() + timedelta(days=190)  # the member's last order is 190 days old
+    customer_id, _ = add_member(shop, 10, birthday=later.astimezone(shop.zone).date())
+    promotional = Loyalty.from_settings(shop.settings.model_copy(update={
+        "program_file": _program(tmp_path_factory,
+                                 PROGRAM + "[channels.birthday]\npromotional = true\n")}))
+    try:
+        report = run_birthdays(promotional, later)
+    finally:
+        promotional.engine.dispose()
+    assert (report.celebrated, report.capped, report.queued) == (1, 1, [])
+    assert messages(shop, customer_id, "birthday") == []
+    assert len(run_birthdays(shop, later).queued) == 1  # not promotional by default

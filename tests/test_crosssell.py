@@ -11,7 +11,6 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from celery import Celery
-from pydantic import SecretStr
 from sqlalchemy import select
 
 from devtools.fake_zalo import FakeZalo
@@ -27,6 +26,7 @@ from loyalty.settings import Settings
 from loyalty.storage.db import transaction
 from loyalty.storage.tables import Customer, CustomerTag, LedgerEntry, Message, Order
 from loyalty.storage.zalo_tokens import DbTokenStore
+from tests.support import zalo_shop
 from tests.support.db import wait_until_processed
 from tests.support.events import order_event
 
@@ -43,46 +43,27 @@ def fake_zalo() -> Iterator[FakeZalo]:
 @pytest.fixture(scope="module")
 def zalo_settings(migrated: Settings, fake_zalo: FakeZalo,
                   tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    pair = fake_zalo.initial_tokens
     program = tmp_path_factory.mktemp("program") / "program.toml"
     # The night ban is off: these sends run at whatever time the suite does (test_channels
     # checks the ban).
     program.write_text("[crosssell]\nmirror_oa_tag = true\n"
                        "[channels]\nnight_starts = 00:00:00\nnight_ends = 00:00:00\n",
                        encoding="utf-8")
-    return migrated.model_copy(update={
-        "program_file": program,
-        "zalo_app_id": "fake-app", "zalo_secret_key": SecretStr("fake-secret"),
-        "zalo_access_token": SecretStr(pair.access_token),
-        "zalo_refresh_token": SecretStr(pair.refresh_token),
-        "zalo_api_url": fake_zalo.url, "zalo_oauth_url": fake_zalo.url,
-        "zalo_business_api_url": fake_zalo.url, "zalo_timeout_seconds": 2.0})
+    return zalo_shop.zalo_settings(migrated, fake_zalo, program, timeout=2.0)
 
 
 @pytest.fixture(scope="module")
 def zalo_workers(zalo_settings: Settings, workers: list[WorkerProcess],
                  tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[WorkerProcess]]:
     """Workers that talk to the fake Zalo; the run's plain workers step aside meanwhile."""
-    for worker in workers:
-        worker.stop()
-    logs = tmp_path_factory.mktemp("zalo-worker-logs")
-    started = [WorkerProcess(zalo_settings, logs / f"z{i}.log", name=f"z{i}").start()
-               for i in range(2)]
-    yield started
-    for worker in started:
-        worker.stop()
-    for worker in workers:
-        worker.start()
+    yield from zalo_shop.swap_workers(zalo_settings, workers,
+                                      tmp_path_factory.mktemp("zalo-worker-logs"), "z")
 
 
 @pytest.fixture
 def shop(loyalty: Loyalty, zalo_settings: Settings, fake_zalo: FakeZalo,
          zalo_workers: list[WorkerProcess]) -> Iterator[Loyalty]:
-    fake_zalo.clear_failures()
-    shop = Loyalty.from_settings(zalo_settings)
-    DbTokenStore(shop.sessions).save(fake_zalo.issue_tokens())
-    yield shop
-    shop.engine.dispose()
+    yield from zalo_shop.open_shop(zalo_settings, fake_zalo)
 
 
 def add_member(shop: Loyalty, points: int, *, reachable: bool = True,
