@@ -7,20 +7,33 @@ import hmac
 import json
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import quote, unquote_to_bytes
 
 import redis
-from fastapi import FastAPI, Header, HTTPException, Request
+from fastapi import Depends, FastAPI, Header, HTTPException, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from starlette.concurrency import run_in_threadpool
+from starlette.types import Scope
 
 from loyalty.bootstrap import Loyalty
-from loyalty.domain.events import FieldError
+from loyalty.domain.events import FieldError, is_customer_id
 from loyalty.embedded_redis import redis_url
-from loyalty.producer import InvalidEvents, enqueue_order_events
+from loyalty.producer import InvalidEvents, QueueUnavailable, enqueue_order_events
 from loyalty.services.events import keep_refused
 from loyalty.services.members import UnknownMember, member_ledger, show_member
 
 MAX_EVENTS_PER_REQUEST = 1000
+# A batch nests four objects and arrays ({"events": [{"customer": {}}]}). Far deeper is no
+# event, and near Python's recursion limit (about 1000) reading or keeping it would fail.
+MAX_DEPTH = 32
+# What a sender is told to wait before sending again while the queue or database is down.
+RETRY_AFTER_SECONDS = 10
+MEMBERS = b"/v1/members/"
+# The database is unreachable, not wrong: worth the sender trying again.
+DATABASE_DOWN = (OperationalError, InterfaceError, PoolTimeout)
 
 
 def signature_of(body: bytes, secret: str) -> str:
@@ -32,62 +45,148 @@ def _unprocessable(problems: list[dict[str, Any]]) -> JSONResponse:
     return JSONResponse(status_code=422, content={"detail": problems})
 
 
+def _body_problem(field: str, message: str) -> JSONResponse:
+    return _unprocessable([{"index": None, "errors": [{"field": field, "message": message}]}])
+
+
+def _unavailable(detail: str) -> JSONResponse:
+    return JSONResponse(status_code=503, content={"detail": detail},
+                        headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The body, refused with 413 as soon as it is known to be over ``limit`` bytes."""
+    too_large = HTTPException(413, f"the body is over {limit} bytes")
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise too_large
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise too_large
+    return bytes(body)
+
+
+def _deeper_than(document: Any, limit: int) -> bool:
+    """Whether a parsed JSON document nests more than ``limit`` objects and arrays (read
+    level by level, not recursively)."""
+    level = [document]
+    for _ in range(limit + 1):
+        containers = [node for node in level if isinstance(node, dict | list)]
+        if not containers:
+            return False
+        level = [child for node in containers
+                 for child in (node.values() if isinstance(node, dict) else node)]
+    return True
+
+
+def _member_path(scope: Scope) -> tuple[str, bool] | None:
+    """(customer id, whether the ledger is asked for) of a ``/v1/members/...`` path.
+
+    Read from the raw path, each segment percent-decoded here: Starlette decodes ``%2F``
+    before routing, so routing on the decoded path would take the member ``a/ledger`` for
+    the ledger of ``a``. Ids are the shop's opaque strings and must round-trip exactly.
+    """
+    # raw_path is optional in ASGI; without it, ids holding "/" cannot be told apart.
+    raw: bytes = scope.get("raw_path") or quote(scope["path"]).encode()
+    root = scope.get("root_path", "").encode()
+    if root and raw.startswith(root):
+        raw = raw[len(root):]
+    if not raw.startswith(MEMBERS):
+        return None
+    match raw[len(MEMBERS):].split(b"/"):
+        case [segment]:
+            ledger = False
+        case [segment, b"ledger"]:
+            ledger = True
+        case _:
+            return None
+    try:
+        return unquote_to_bytes(segment).decode("utf-8"), ledger
+    except UnicodeDecodeError:
+        return None
+
+
 def create_app(loyalty: Loyalty,
                enqueue: Callable[[list[dict[str, Any]]], int] = enqueue_order_events) -> FastAPI:
-    app = FastAPI(title="Loyalty", version="1")
-    from loyalty.metrics import mount_metrics
-    mount_metrics(app, loyalty)
     settings = loyalty.settings
+    docs = settings.api_docs
+    app = FastAPI(title="Loyalty", version="1", docs_url="/docs" if docs else None,
+                  redoc_url="/redoc" if docs else None,
+                  openapi_url="/openapi.json" if docs else None)
     zone = loyalty.zone
 
-    def require_token(authorization: str | None) -> None:
+    def require_token(authorization: str | None = Header(None)) -> None:
         token = settings.api_token.get_secret_value()
         if not token or not authorization or not hmac.compare_digest(
                 authorization.encode(), f"Bearer {token}".encode()):
             raise HTTPException(401, "missing or wrong bearer token",
                                 headers={"WWW-Authenticate": "Bearer"})
 
+    from loyalty.metrics import mount_metrics
+    mount_metrics(app, loyalty, dependencies=[Depends(require_token)])
+
+    def keep_all_refused(batch: list[Any], problems: list[dict[str, Any]]) -> None:
+        for problem in problems:
+            keep_refused(loyalty, batch[problem["index"]],
+                         [FieldError(**error) for error in problem["errors"]], "http")
+
     @app.post("/v1/order-events", status_code=202)
     async def order_events(request: Request) -> Any:
-        body = await request.body()
+        # The size first: the signature can only be checked on the whole body.
+        body = await _read_body(request, settings.max_body_bytes)
         secret = settings.webhook_secret.get_secret_value()
         given = request.headers.get("x-loyalty-signature", "")
         if not secret or not hmac.compare_digest(given.encode(),
                                                  signature_of(body, secret).encode()):
             raise HTTPException(401, "missing or wrong X-Loyalty-Signature")
+        too_deep = f"nested deeper than {MAX_DEPTH} levels"
         try:
             document = json.loads(body)
         except ValueError as error:
-            return _unprocessable([{"index": None, "errors": [
-                {"field": "(body)", "message": f"not JSON: {error}"}]}])
+            return _body_problem("(body)", f"not JSON: {error}")
+        except RecursionError:
+            return _body_problem("(body)", too_deep)
+        if _deeper_than(document, MAX_DEPTH):
+            return _body_problem("(body)", too_deep)
         batch = document.get("events") if isinstance(document, dict) and "events" in document \
             else [document]
         if not isinstance(batch, list) or not 0 < len(batch) <= MAX_EVENTS_PER_REQUEST:
-            return _unprocessable([{"index": None, "errors": [{
-                "field": "events",
-                "message": f"must be a list of 1 to {MAX_EVENTS_PER_REQUEST} events"}]}])
+            return _body_problem("events",
+                                 f"must be a list of 1 to {MAX_EVENTS_PER_REQUEST} events")
+        # Publishing and storing block: in the thread pool, so that a slow broker or
+        # database holds up this request only, not every request of the process.
         try:
-            accepted = enqueue(batch)
+            accepted = await run_in_threadpool(enqueue, batch)
         except InvalidEvents as invalid:
             # Refused whole, and each bad event kept where ops can see and replay it.
-            for problem in invalid.problems:
-                keep_refused(loyalty, batch[problem["index"]],
-                             [FieldError(**error) for error in problem["errors"]], "http")
+            try:
+                await run_in_threadpool(keep_all_refused, batch, invalid.problems)
+            except DATABASE_DOWN:
+                return _unavailable("the database is not reachable: nothing was queued, "
+                                    "send the request again later")
             return _unprocessable(invalid.problems)
+        except QueueUnavailable:
+            # Events before the failing one may be queued: sending the whole request again
+            # is safe, as the same event_id counts once.
+            return _unavailable("the queue is not reachable: the events are not accepted, "
+                                "send the request again later")
         return {"accepted": accepted}
 
-    @app.get("/v1/members/{customer_id}")
-    def member(customer_id: str, authorization: str | None = Header(None)) -> Any:
+    @app.get("/v1/members/{path:path}", summary="Member view or ledger")
+    def member_routes(request: Request, authorization: str | None = Header(None)) -> Any:
+        """``/v1/members/{customer_id}`` and ``/v1/members/{customer_id}/ledger``, with the
+        id percent-encoded (``/`` as ``%2F``)."""
         require_token(authorization)
+        found = _member_path(request.scope)
+        if found is None or not is_customer_id(found[0]):
+            # No customer can have such an id (and no database is asked about it).
+            raise HTTPException(404, "no such member")
+        customer_id, ledger = found
         try:
-            return show_member(loyalty, customer_id).to_json(zone)
-        except UnknownMember:
-            raise HTTPException(404, f"no member {customer_id}") from None
-
-    @app.get("/v1/members/{customer_id}/ledger")
-    def ledger(customer_id: str, authorization: str | None = Header(None)) -> Any:
-        require_token(authorization)
-        try:
+            if not ledger:
+                return show_member(loyalty, customer_id).to_json(zone)
             lines = member_ledger(loyalty, customer_id)
         except UnknownMember:
             raise HTTPException(404, f"no member {customer_id}") from None

@@ -8,9 +8,10 @@ database holds numbers that are right for the whole system.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 from fastapi import FastAPI
+from fastapi.params import Depends
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -60,12 +61,12 @@ def metrics_registry(loyalty: Loyalty) -> CollectorRegistry:
     return registry
 
 
-def mount_metrics(app: FastAPI, loyalty: Loyalty) -> None:
-    """``GET /metrics`` in Prometheus' text format."""
+def mount_metrics(app: FastAPI, loyalty: Loyalty, dependencies: Sequence[Depends] = ()) -> None:
+    """``GET /metrics`` in Prometheus' text format, behind ``dependencies`` (the token)."""
     registry = metrics_registry(loyalty)
 
     # A plain def: FastAPI runs it in its thread pool, so the blocking queries do not stall
     # the event loop that serves the webhook.
-    @app.get("/metrics", include_in_schema=False)
+    @app.get("/metrics", include_in_schema=False, dependencies=dependencies)
     def metrics() -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

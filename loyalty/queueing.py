@@ -33,6 +33,11 @@ SWEEP_TAGS = "loyalty.maintenance.sweep_tags"
 RELAY_OUTBOX = "loyalty.maintenance.relay_outbox"
 BIRTHDAYS = "loyalty.maintenance.birthdays"
 
+# Order events are published while their sender waits for an answer (the webhook): a few
+# tries within about two seconds, then the caller hears the broker is down.
+PUBLISH_RETRY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.5,
+                 "interval_max": 1}
+
 
 def celery_config(settings: Settings) -> dict[str, Any]:
     return {
@@ -83,7 +88,7 @@ class TaskQueue:
         with self.app.producer_or_acquire() as producer:
             for event in events:
                 self.app.send_task(APPLY_ORDER_EVENT, args=[event], producer=producer,
-                                   retry=True)
+                                   retry=True, retry_policy=PUBLISH_RETRY)
                 count += 1
         return count
 

@@ -27,6 +27,9 @@ from loyalty.settings import Settings
 from loyalty.storage.migrate import upgrade
 from loyalty.storage.tables import Base
 
+# The member page's browser fixtures: chromium, miniapp_builds, browser_page.
+pytest_plugins = ("tests.support.browser",)
+
 REDIS_HOST_URL = os.environ.get("LOYALTY_TEST_REDIS", "redis://127.0.0.1:6379")
 POSTGRES_URL = os.environ.get("LOYALTY_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432")
 BACKEND = os.environ.get("LOYALTY_TEST_BACKEND", "services")

@@ -322,6 +322,13 @@ def test_api_command_serves_healthz(stack: dict[str, Any]) -> None:
     answer = _answer(f"{stack['api']}/healthz", 60)
     assert (answer.status_code, answer.json()) == (200, {"database": "ok", "redis": "ok"})
     healthcheck("api", stack["envs"]["api"], stack["ports"]["api"])
+    # What compose serves shows no API docs, and its metrics only with the shop-wide token.
+    for page in ("/docs", "/redoc", "/openapi.json"):
+        assert httpx.get(stack["api"] + page, timeout=10).status_code == 404, page
+    assert httpx.get(f"{stack['api']}/metrics", timeout=10).status_code == 401
+    scraped = httpx.get(f"{stack['api']}/metrics", timeout=10,
+                        headers={"Authorization": f"Bearer {SECRETS[1]}"})
+    assert scraped.status_code == 200 and "loyalty_stats_up 1.0" in scraped.text
 
 
 @pytest.mark.workers

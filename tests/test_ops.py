@@ -36,6 +36,7 @@ from tests.support.tcp_proxy import TcpProxy
 PHONE = "0901234567"
 MASKED_PHONE = "*******567"
 SECRETS = ("test-webhook-secret", "test-api-token")  # the values of the settings fixture
+TOKEN = {"Authorization": f"Bearer {SECRETS[1]}"}
 
 
 # --- /healthz through outages ------------------------------------------------------------
@@ -78,12 +79,10 @@ def test_healthz_answers_503_while_redis_or_postgres_is_down(migrated: Settings)
             # database restart would, and the next check must notice.
             postgres.stop()
             assert health() == (503, {"database": "down", "redis": "ok"})
-            metrics = client.get("/metrics")
-            assert metrics.status_code == 200
-            assert _samples(metrics.text)[("loyalty_stats_up", ())] == 0
+            assert _scrape(client)[("loyalty_stats_up", ())] == 0
             postgres.start()
             assert health() == (200, {"database": "ok", "redis": "ok"})
-            assert _samples(client.get("/metrics").text)[("loyalty_stats_up", ())] == 1
+            assert _scrape(client)[("loyalty_stats_up", ())] == 1
         finally:
             loyalty.engine.dispose()
 
@@ -209,7 +208,8 @@ def _samples(exposition: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], f
 
 
 def _scrape(client: TestClient) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    answer = client.get("/metrics")
+    # As Prometheus scrapes it: with the shop-wide token.
+    answer = client.get("/metrics", headers=TOKEN)
     assert answer.status_code == 200
     assert answer.headers["content-type"].startswith("text/plain")
     return _samples(answer.text)
@@ -268,7 +268,8 @@ def test_stats_and_metrics_count_applied_duplicate_and_refused_events(
         assert scraped[(name, labels)] - scraped_before.get((name, labels), 0) == value, name
     # Prometheus computes rates of counters only; members per tier go up and down.
     types = {sample.name: family.type
-             for family in text_string_to_metric_families(client.get("/metrics").text)
+             for family in text_string_to_metric_families(
+                 client.get("/metrics", headers=TOKEN).text)
              for sample in family.samples}
     assert types["loyalty_events_total"] == "counter"
     assert types["loyalty_members"] == "gauge"

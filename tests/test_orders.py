@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from loyalty.bootstrap import Loyalty
+from loyalty.domain.events import FieldError
 from loyalty.domain.orders import Outcome
 from loyalty.services.events import (
     handle_order_event,
     keep_failed,
+    keep_refused,
     list_refused,
     replay_refused,
 )
@@ -204,3 +208,33 @@ def test_the_same_event_id_with_other_content_is_a_conflict_kept_for_ops(
     assert "already processed with other content" in kept.reason
     assert balances(loyalty) == {"C-1": 1220}
     assert replay_refused(loyalty, kept.id).outcome is Outcome.REFUSED
+
+
+# What no database can hold as text (NUL, lone surrogates) and what no id should hold (other
+# control characters), in values and in keys, as JSON can carry them.
+HOSTILE = {**order_event("SO-1", "C-1"), "event_id": "evt-\x00\ud800", "order_id": "SO-\udfff",
+           "customer": {"id": "C-\x00", "name": "Lan\x85\x1b[0m"},
+           "\ud83d": ["\x00", {"\x7f": "x\udc00"}]}
+
+
+def test_a_refused_event_is_kept_whatever_it_holds_and_replays_as_sent(
+        loyalty: Loyalty) -> None:
+    assert send(loyalty, HOSTILE) == [Outcome.REFUSED]
+    [kept] = list_refused(loyalty)
+    # Escaped, not dropped: the payload is the very event that was sent.
+    assert json.loads(kept.payload) == HOSTILE
+    assert kept.event_id == "evt-\\u0000\\ud800"
+    assert {e["field"] for e in kept.errors} == {"event_id", "order_id", "customer.id",
+                                                 "customer.name"}
+    assert replay_refused(loyalty, kept.id).outcome is Outcome.REFUSED
+    assert json.loads(list_refused(loyalty)[0].payload) == HOSTILE
+
+
+def test_a_refused_payload_that_is_not_json_is_kept_escaped(loyalty: Loyalty) -> None:
+    problem = [FieldError(field="(event)", message="not JSON")]
+    keep_refused(loyalty, b'{"event_id": "\xff\x00', problem, "queue")
+    keep_refused(loyalty, '{"event_id":\n "\x00\ud800', problem, "queue")
+    as_bytes, as_text = list_refused(loyalty)
+    assert as_bytes.payload == '{"event_id": "\\xff\\u0000'
+    # Newlines stay: between JSON's tokens they are its own whitespace.
+    assert as_text.payload == '{"event_id":\n "\\u0000\\ud800'

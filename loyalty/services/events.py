@@ -18,6 +18,7 @@ from loyalty.domain.events import (
     raw_field,
 )
 from loyalty.domain.orders import Outcome
+from loyalty.domain.text import UNSTORABLE, escaped
 from loyalty.services.orders import Applied, apply_event
 from loyalty.services.outbox import dispatch
 from loyalty.storage.db import transaction
@@ -30,18 +31,29 @@ log = logging.getLogger("loyalty.events")
 
 
 def _payload_text(raw: Any) -> str:
+    """The refused event as text either database can store, whatever it holds.
+
+    What the databases cannot hold is escaped, not dropped: a JSON payload stays the same
+    document, so a replay reads exactly what was sent.
+    """
     if isinstance(raw, bytes):
-        return raw.decode("utf-8", errors="replace")
+        raw = raw.decode("utf-8", errors="backslashreplace")
     if isinstance(raw, str):
-        return raw
-    return json.dumps(raw, ensure_ascii=False, default=str)
+        return escaped(raw, UNSTORABLE)  # tabs and newlines may be JSON's own whitespace
+    try:
+        return escaped(json.dumps(raw, ensure_ascii=False, default=str))
+    except (RecursionError, ValueError):
+        # Nested deeper than Python can write (the webhook refuses such bodies before this),
+        # or an integer too long to print: the row is kept all the same, with its reason.
+        return json.dumps(f"(a {type(raw).__name__} that cannot be written as JSON)")
 
 
 def refused_row(raw: Any, errors: list[FieldError], source: str, now: datetime,
                 reason: str | None = None) -> RejectedEvent:
     return RejectedEvent(
         event_id=raw_field(raw, "event_id"), source=source, payload=_payload_text(raw),
-        reason=reason or str(EventRefused(errors)), errors=[e.model_dump() for e in errors],
+        reason=escaped(reason or str(EventRefused(errors))),
+        errors=[{"field": escaped(e.field), "message": escaped(e.message)} for e in errors],
         created_at=now)
 
 

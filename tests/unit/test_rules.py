@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from loyalty.domain.events import parse_event
+from loyalty.domain.events import InvalidEvent, parse_event
 from loyalty.domain.orders import CustomerMismatch, OrderChange, PointsAction, apply_order_event
 from loyalty.domain.points import points_for_order
 from loyalty.domain.tiers import (
@@ -115,3 +115,22 @@ def test_an_event_naming_another_customer_is_refused() -> None:
     with pytest.raises(CustomerMismatch) as refused:
         _apply(order_event("O", "C1", at=0), order_event("O", "C2", at=1))
     assert refused.value.errors[0].field == "customer.id"
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"order_id": "SO-\x00"}, "must not contain a control character U+0000 at position 3"),
+    ({"customer": {"id": "\ud800"}}, "must not contain a lone surrogate U+D800 at position 0"),
+    ({"total_payable": 10**12 + 1}, "less than or equal to 1000000000000"),
+    ({"occurred_at": "9999-12-31T23:00:00-05:00"}, "must be from 2000 to 2200 in UTC"),
+])
+def test_what_storage_cannot_hold_is_refused_with_a_clear_message(
+        change: dict[str, object], message: str) -> None:
+    with pytest.raises(InvalidEvent) as refused:
+        parse_event({**order_event("O", "C"), **change})
+    [error] = refused.value.errors
+    assert message in error.message
+
+
+def test_a_document_nested_too_deeply_is_an_invalid_event() -> None:
+    with pytest.raises(InvalidEvent, match="nested too deeply"):
+        parse_event("[" * 5000 + "]" * 5000)
