@@ -286,6 +286,16 @@ def test_night_ban_holds_promotional_messages_before_any_call(
         assert len(sent_to(fake_zalo, user_id)) == 1
     finally:
         night.engine.dispose()
+    # Without Zalo credentials the log stands in for Zalo, and is written at any hour.
+    log = Loyalty.from_settings(night.settings.model_copy(update={"zalo_app_id": ""}))
+    log.clock = lambda: at_night
+    try:
+        customer_id, _ = add_member(log, 1720)
+        [nudge_id] = run_scan(log, at_night).queued
+        assert send_message(log, nudge_id, log.sender).status == "sent"
+        assert messages(log, customer_id)[0].channel == "log"
+    finally:
+        log.engine.dispose()
 
 
 def test_with_no_channel_left_when_sending_the_message_is_skipped_not_failed(

@@ -277,14 +277,15 @@ def send_message(loyalty: Loyalty, message_id: int, sender: Sender,
     if due is None:
         return NOT_DUE
     program, zone = loyalty.program, loyalty.zone
-    caps = program.channels
-    if caps.of(due.kind).promotional and \
+    caps, plan = program.channels, _plan(loyalty, due)
+    # Zalo's ban; the log, standing in for Zalo without credentials, is written at any hour.
+    if caps.of(due.kind).promotional and plan != (Channel.LOG,) and \
             in_night_ban(now, zone, caps.night_starts, caps.night_ends):
         held = _settle_unsent(loyalty, message_id, now, status=MessageStatus.HELD,
                               not_before=next_morning(now, zone),
                               error="promotional messages wait for the morning")
         return SendResult(MessageStatus.HELD) if held else NOT_DUE
-    plan, refused = _plan(loyalty, due), set(due.refused)
+    refused = set(due.refused)
     window = _window(sender, due.contacts.zalo_user_id, now)
     channel = next_channel(plan, refused=refused, contacts=due.contacts, window=window)
     if channel is None:
