@@ -71,7 +71,7 @@ class Loyalty:
 
     @cached_property
     def tasks(self) -> TaskQueue:
-        return TaskQueue(self.celery)
+        return TaskQueue(self.celery, self.settings.order_event_batch_size)
 
     @cached_property
     def sender(self) -> LogSender | ZaloSender:

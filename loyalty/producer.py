@@ -60,8 +60,8 @@ def enqueue_order_events(events: Mapping[str, Any] | Iterable[Mapping[str, Any]]
     valid, problems = validate_all(batch)
     if problems:
         raise InvalidEvents(problems)
+    tasks = TaskQueue(celery or _default_app(), get_settings().order_event_batch_size)
     try:
-        return TaskQueue(celery or _default_app()).order_events(
-            event.to_json() for event in valid)
+        return tasks.order_events(event.to_json() for event in valid)
     except OperationalError as error:
         raise QueueUnavailable(f"the broker cannot be reached: {error}") from error

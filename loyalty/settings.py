@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -38,6 +38,10 @@ class Settings(BaseSettings):
     zalo_refresh_token: SecretStr = SecretStr("")
     zalo_timeout_seconds: float = 10.0
     zalo_rate_per_second: float = 50.0
+
+    # Order events per Celery task: a webhook or producer batch is split by customer into
+    # tasks of at most this many, each applied in one transaction.
+    order_event_batch_size: int = Field(default=100, ge=1, le=1000)
 
     # A task not acknowledged within this time is handed to another worker: how long the
     # work of a worker that died waits. Every task is idempotent, so a redelivery of one

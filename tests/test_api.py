@@ -129,8 +129,9 @@ def test_a_valid_request_reaches_the_queue(client: TestClient, celery_sender: Ce
     [(args, options)] = sent
     # Routed by its name, the one place routing is stated (loyalty.queueing.ROUTES).
     route = celery_sender.amqp.router.route(options, args[0])
-    assert args[0] == "loyalty.orders.apply_event" and route["queue"].name == "order_events"
-    assert options["args"][0]["order_id"] == "SO-1"
+    assert args[0] == "loyalty.orders.apply_events" and route["queue"].name == "order_events"
+    [[event]] = options["args"]  # one batch of one event
+    assert event["order_id"] == "SO-1"
 
 
 def test_healthz_answers_when_database_and_redis_answer(client: TestClient) -> None:
@@ -172,7 +173,7 @@ def test_values_storage_cannot_hold_are_refused_naming_the_field_and_kept_exactl
 def test_the_bounds_themselves_are_accepted(client: TestClient, celery_sender: Celery,
                                             monkeypatch: pytest.MonkeyPatch) -> None:
     sent: list[object] = []
-    monkeypatch.setattr(celery_sender, "send_task", lambda *a, **k: sent.append(a))
+    monkeypatch.setattr(celery_sender, "send_task", lambda *a, **k: sent.extend(k["args"][0]))
     answer = post(client, {"events": [
         {**order_event("SO-1", "C-1"), "total_payable": MAX_AMOUNT, "shipping_fee": MAX_AMOUNT,
          "placed_at": "2000-01-01T07:00:00+07:00",
@@ -334,25 +335,27 @@ def test_redis_down_then_back_503_then_202_and_a_half_sent_batch_is_not_accepted
         proxy.start()
         assert post(client, order_event("SO-2", "C-1")).json() == {"accepted": 1}
 
-        # Redis goes down between the first and the second event of a batch.
-        batch = {"events": [order_event(f"SO-{i}", "C-1") for i in (3, 4, 5)]}
+        # Redis goes down between the first and the second task of a request: 250 events of
+        # as many customers make three tasks of at most 100.
+        batch = {"events": [order_event(f"SO-{i}", f"C-{i}") for i in range(3, 253)]}
         publish = producer.send_task
-        published: list[str] = []
+        published: list[int] = []
 
         def cut_after_the_first(*args: Any, **kwargs: Any) -> Any:
             if published:
                 proxy.stop()
-            published.append(kwargs["args"][0]["event_id"])
+            published.append(len(kwargs["args"][0]))
             return publish(*args, **kwargs)
 
         producer.send_task = cut_after_the_first  # type: ignore[method-assign]
         _unavailable_in_seconds(client, batch)
         with redis.Redis.from_url(spare_redis_url) as spare:
-            assert spare.llen(ORDER_EVENTS) == 3  # SO-1, SO-2 and the first of the batch
-        # The sender sends the whole batch again; its first event counts once when applied.
+            assert spare.llen(ORDER_EVENTS) == 3  # SO-1, SO-2 and the first task of the batch
+        assert published[0] == 100
+        # The sender sends the whole batch again; the events queued twice count once.
         proxy.start()
         producer.send_task = publish  # type: ignore[method-assign]
-        assert post(client, batch).json() == {"accepted": 3}
+        assert post(client, batch).json() == {"accepted": 250}
 
 
 @pytest.mark.services_only

@@ -113,10 +113,10 @@ documents = st.one_of(any_events,
 
 @pytest.fixture
 def sent(celery_sender: Celery, monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
-    """What the real producer publishes, recorded instead of sent."""
+    """The events the real producer publishes (in batches), recorded instead of sent."""
     published: list[dict[str, Any]] = []
     monkeypatch.setattr(celery_sender, "send_task",
-                        lambda *args, **kwargs: published.append(kwargs["args"][0]))
+                        lambda *args, **kwargs: published.extend(kwargs["args"][0]))
     return published
 
 

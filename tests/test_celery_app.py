@@ -27,7 +27,8 @@ def test_every_task_has_its_queue_and_a_worker_without_q_serves_all() -> None:
     # One exchange and key per queue, so a message lands in exactly one queue.
     assert all(queue.exchange.name == queue.routing_key == queue.name
                for queue in app.conf.task_queues)
-    routes = {queueing.APPLY_ORDER_EVENT: "order_events",
+    routes = {queueing.APPLY_ORDER_EVENTS: "order_events",
+              queueing.APPLY_ORDER_EVENT: "order_events",
               queueing.CROSSSELL_SCAN: "crosssell", queueing.SEND_MESSAGE: "messages",
               queueing.MIRROR_OA_TAG: "messages", queueing.SWEEP_TAGS: "maintenance",
               queueing.RELAY_OUTBOX: "maintenance", queueing.BIRTHDAYS: "maintenance"}

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import random
+from collections import Counter
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -31,7 +32,8 @@ from loyalty.bootstrap import get_loyalty
 from loyalty.services import outbox
 from loyalty.services.birthdays import run_birthdays
 from loyalty.services.crosssell import run_scan
-from loyalty.services.events import handle_order_event, keep_failed
+from loyalty.services.events import handle_order_events, keep_failed
+from loyalty.services.orders import ConcurrentChange
 from loyalty.services.tags import sweep_tags
 from loyalty.zalo import ZaloRetryable
 from workers.app import app
@@ -104,20 +106,50 @@ def _as_of(as_of: str | None) -> datetime:
     return datetime.fromisoformat(as_of) if as_of else get_loyalty().clock()
 
 
-def _keep_event(error: Exception, event: dict[str, Any]) -> str:
-    keep_failed(get_loyalty(), event, error, source="queue")
-    return "refused"
+def _one_by_one(error: Exception, events: list[dict[str, Any]]) -> dict[str, int]:
+    """A batch that failed for a reason no check foresaw: each event is tried on its own,
+    so that only the one at fault is kept (with the error, for a replay) and the others
+    apply. An infrastructure failure meanwhile retries the whole batch, which is safe: what
+    applied already is a duplicate the second time."""
+    loyalty = get_loyalty()
+    outcomes: Counter[str] = Counter()
+    for event in events:
+        try:
+            [applied] = handle_order_events(loyalty, [event], source="queue")
+            outcomes[applied.outcome.value] += 1
+        except INFRASTRUCTURE:
+            raise
+        except Exception as failure:
+            keep_failed(loyalty, event, failure, source="queue")
+            outcomes["refused"] += 1
+    return dict(outcomes)
 
 
-@task(queueing.APPLY_ORDER_EVENT, give_up=_keep_event)
-def apply_order_event(event: dict[str, Any]) -> str:
-    """Apply one order event; invalid ones are kept refused by the service, never retried."""
+def _apply(events: list[dict[str, Any]]) -> dict[str, int]:
     try:
-        return handle_order_event(get_loyalty(), event, source="queue").outcome.value
-    except IntegrityError as error:
-        # Two first events of one order that name different customers race to insert it;
-        # the next try finds the order and refuses the one that named the wrong customer.
-        raise RetryLater(0.2, f"conflict: {type(error.orig).__name__}") from error
+        applied = handle_order_events(get_loyalty(), events, source="queue")
+    except (IntegrityError, ConcurrentChange) as error:
+        # Two batches created the same member or order at once: the next try reads what
+        # the other one wrote (and refuses an event that named the wrong customer).
+        raise RetryLater(0.2, f"conflict: {type(error).__name__}") from error
+    return dict(Counter(result.outcome.value for result in applied))
+
+
+@task(queueing.APPLY_ORDER_EVENTS, give_up=_one_by_one)
+def apply_order_events(events: list[dict[str, Any]]) -> dict[str, int]:
+    """Apply a batch of order events in one transaction; invalid ones are kept refused by
+    the service, never retried. Returns how many had each outcome."""
+    return _apply(events)
+
+
+def _alone(error: Exception, event: dict[str, Any]) -> dict[str, int]:
+    return _one_by_one(error, [event])
+
+
+@task(queueing.APPLY_ORDER_EVENT, give_up=_alone)
+def apply_order_event(event: dict[str, Any]) -> dict[str, int]:
+    """A task queued by an earlier version, one event each."""
+    return _apply([event])
 
 
 @task(queueing.CROSSSELL_SCAN)

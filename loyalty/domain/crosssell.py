@@ -4,6 +4,7 @@ and "daily scan"; SPEC §5 "the nudge text". No I/O."""
 
 from __future__ import annotations
 
+from collections.abc import Collection, Iterable
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -40,6 +41,15 @@ def earns_bonus(program: Program, nudge_sent_at: datetime, order_placed_at: date
     """An order placed within ``bonus_window_hours`` after the nudge was sent earns the bonus."""
     earliest, latest = bonus_window_for_order(program, order_placed_at)
     return earliest <= nudge_sent_at <= latest
+
+
+def nudge_paying_bonus(program: Program, sent_nudges: Iterable[tuple[int, datetime]],
+                       paid: Collection[int], order_placed_at: datetime) -> int | None:
+    """The nudge whose bonus an order earns: the latest one sent whose window holds the
+    order and that has paid no bonus yet (one bonus per nudge)."""
+    eligible = [(sent_at, nudge) for nudge, sent_at in sent_nudges
+                if nudge not in paid and earns_bonus(program, sent_at, order_placed_at)]
+    return max(eligible)[1] if eligible else None
 
 
 def nudge_fields(program: Program, *, points: int, name: str | None, deadline: datetime,

@@ -30,7 +30,8 @@ from loyalty.domain.events import (
     OrderStatus,
     PaymentStatus,
 )
-from loyalty.domain.points import order_spend
+from loyalty.domain.points import Posting, crosssell_bonus, order_credit, order_spend, reversal
+from loyalty.program import Program, Tier
 
 _STATUS_RANK = {status: rank for rank, status in enumerate(OrderStatus)}
 _PAYMENT_RANK = {status: rank for rank, status in enumerate(PaymentStatus)}
@@ -131,3 +132,20 @@ def apply_order_event(current: OrderState | None, event: OrderEvent) -> OrderCha
     if earns:
         return OrderChange(replace(state, earned=True), PointsAction.EARN)
     return OrderChange(state, PointsAction.NONE)
+
+
+def postings_for(program: Program, change: OrderChange, event: OrderEvent, *, held: Tier,
+                 order_rows: list[Posting], bonus_nudge: int | None) -> list[Posting]:
+    """What the ledger gets for one change of an order.
+
+    An order that earns is credited from the amounts of the event that earned, at the
+    multiplier of ``held``, the tier held before this order is credited, plus the bonus of
+    ``bonus_nudge`` when its window holds the order; a reversal takes back exactly the
+    order's rows (``order_rows``).
+    """
+    if change.action is PointsAction.EARN:
+        credit = order_credit(program, held, event.total_payable, event.shipping_fee)
+        return [credit] if bonus_nudge is None else [credit, crosssell_bonus(program, bonus_nudge)]
+    if change.action is PointsAction.REVERSE:
+        return reversal(order_rows)
+    return []

@@ -25,6 +25,7 @@ from loyalty.domain.messages import OPEN_STATUSES, MessageKind, MessageStatus
 from loyalty.domain.points import LedgerKind, Posting, bonus_taken_back, crosssell_bonus
 from loyalty.domain.tiers import near_tier_ranges
 from loyalty.program import Program
+from loyalty.services.ledger import Member
 from loyalty.services.outbox import new_message
 from loyalty.storage.db import transaction
 from loyalty.storage.queries import cap_history, reachable_by
@@ -127,7 +128,7 @@ def bonus_for_order(session: Session, program: Program, customer_id: str,
     return None if nudge is None else crosssell_bonus(program, nudge)
 
 
-def bonus_reversal_notice(session: Session, program: Program, customer: Customer,
+def bonus_reversal_notice(session: Session, program: Program, customer: Member,
                           order_id: str, reversal: Sequence[Posting],
                           now: datetime) -> int | None:
     """A cancelled or returned order that had paid a bonus: the member is told it is gone."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -13,13 +14,14 @@ from sqlalchemy import select
 from loyalty.domain.events import (
     EventRefused,
     FieldError,
+    InvalidEvent,
     OrderEvent,
     parse_event,
     raw_field,
 )
 from loyalty.domain.orders import Outcome
 from loyalty.domain.text import UNSTORABLE, escaped
-from loyalty.services.orders import Applied, apply_event
+from loyalty.services.orders import Applied, apply_events
 from loyalty.services.outbox import dispatch
 from loyalty.storage.db import transaction
 from loyalty.storage.tables import RejectedEvent
@@ -79,32 +81,51 @@ def keep_failed(loyalty: Loyalty, raw: Any, error: Exception, source: str) -> in
         return row.id
 
 
-def apply_valid_event(loyalty: Loyalty, event: OrderEvent) -> Applied:
-    """One transaction, then its messages are handed to the senders; raises EventRefused
-    when the event cannot be applied."""
+def handle_order_events(loyalty: Loyalty, raws: Sequence[Any], *, source: str
+                        ) -> list[Applied]:
+    """The whole life of a delivered batch: applied in one transaction, bad events kept
+    where ops can replay them (never raised), then the messages it created handed to the
+    senders. One ``Applied`` per event, in order."""
+    started = time.perf_counter()
+    parsed: list[OrderEvent] = []
+    invalid: dict[int, InvalidEvent] = {}
+    for index, raw in enumerate(raws):
+        try:
+            parsed.append(parse_event(raw))
+        except InvalidEvent as refusal:
+            invalid[index] = refusal
     with transaction(loyalty.sessions) as session:
-        applied = apply_event(session, loyalty.program, event, loyalty.clock(),
-                              notify=True)
-    dispatch(loyalty, applied.messages)
-    return applied
+        applied = iter(apply_events(session, loyalty.program, parsed, loyalty.clock(),
+                                    notify=True))
+        results = [_invalid(raws[index], invalid[index]) if index in invalid else next(applied)
+                   for index in range(len(raws))]
+        kept = {index: refused_row(raws[index], result.refusal.errors, source, loyalty.clock())
+                for index, result in enumerate(results) if result.refusal is not None}
+        session.add_all(kept.values())
+        session.flush()
+    dispatch(loyalty, [message for result in results for message in result.messages])
+    ms = _ms_since(started)
+    for index, result in enumerate(results):
+        fields = {"event_id": result.event_id, "order_id": result.order_id,
+                  "customer_id": result.customer_id, "outcome": result.outcome.value,
+                  "batch": len(raws), "ms": ms}
+        if index in kept:
+            log.warning("event refused", extra={**fields, "refused_id": kept[index].id,
+                                                "reason": kept[index].reason})
+        else:
+            log.info("event handled", extra={**fields, "points": result.points})
+    return results
 
 
 def handle_order_event(loyalty: Loyalty, raw: Any, *, source: str) -> Applied:
-    """The whole life of one delivered event; bad input is kept, never raised."""
-    started = time.perf_counter()
-    fields = {"event_id": raw_field(raw, "event_id"), "order_id": raw_field(raw, "order_id"),
-              "customer_id": raw_field(raw, "customer", "id")}
-    try:
-        applied = apply_valid_event(loyalty, parse_event(raw))
-    except EventRefused as refused:
-        refused_id = keep_refused(loyalty, raw, refused.errors, source)
-        log.warning("event refused", extra={
-            **fields, "outcome": Outcome.REFUSED.value, "refused_id": refused_id,
-            "reason": str(refused), "ms": _ms_since(started)})
-        return Applied(Outcome.REFUSED, fields["customer_id"] or "")
-    log.info("event handled", extra={**fields, "outcome": applied.outcome.value,
-                                     "points": applied.points, "ms": _ms_since(started)})
+    """One delivered event: a batch of one."""
+    [applied] = handle_order_events(loyalty, [raw], source=source)
     return applied
+
+
+def _invalid(raw: Any, refusal: InvalidEvent) -> Applied:
+    return Applied(raw_field(raw, "event_id") or "", raw_field(raw, "order_id") or "",
+                   raw_field(raw, "customer", "id") or "", Outcome.REFUSED, refusal=refusal)
 
 
 def _ms_since(started: float) -> float:
@@ -129,19 +150,16 @@ def replay_refused(loyalty: Loyalty, refused_id: int) -> Applied:
         row = session.get(RejectedEvent, refused_id)
         if row is None:
             raise UnknownRefusedEvent(refused_id)
-        payload = row.payload
-    try:
-        applied = apply_valid_event(loyalty, parse_event(payload))
-    except EventRefused as refused:
-        applied = Applied(Outcome.REFUSED, "")
-        with transaction(loyalty.sessions) as session:
-            row = session.get_one(RejectedEvent, refused_id)
-            row.reason = str(refused)
-            row.errors = [e.model_dump() for e in refused.errors]
-            row.replay_outcome = applied.outcome
-        return applied
-    with transaction(loyalty.sessions) as session:
-        row = session.get_one(RejectedEvent, refused_id)
-        row.replayed_at = loyalty.clock()
+        try:
+            [applied] = apply_events(session, loyalty.program, [parse_event(row.payload)],
+                                     loyalty.clock(), notify=True)
+        except InvalidEvent as refusal:
+            applied = _invalid(row.payload, refusal)
         row.replay_outcome = applied.outcome
+        if applied.refusal is not None:
+            row.reason = str(applied.refusal)
+            row.errors = [e.model_dump() for e in applied.refusal.errors]
+        else:
+            row.replayed_at = loyalty.clock()
+    dispatch(loyalty, applied.messages)
     return applied

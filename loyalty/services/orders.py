@@ -1,144 +1,274 @@
-"""Applying one order event: one transaction, at most one effect, whatever the redelivery."""
+"""Applying order events a batch at a time, in the caller's transaction: each event exactly
+once (the processed-event key), each member under its row lock, the events of one member in
+arrival order. A single event is a batch of one.
+
+A few statements read what the batch needs (the members, their orders and those orders'
+ledger rows, the nudges that may pay a bonus); the domain's rules run in memory; a few
+set-wise statements write the result.
+"""
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.orm import Session
 
+from loyalty.domain.crosssell import bonus_window_for_order, nudge_paying_bonus
 from loyalty.domain.events import (
-    CustomerInfo,
     EventConflict,
+    EventRefused,
     OrderEvent,
     OrderStatus,
     PaymentStatus,
 )
-from loyalty.domain.orders import OrderState, Outcome, PointsAction, apply_order_event
-from loyalty.domain.points import Posting, order_credit, reversal
+from loyalty.domain.messages import MessageKind, MessageStatus
+from loyalty.domain.orders import (
+    OrderState,
+    Outcome,
+    PointsAction,
+    apply_order_event,
+    postings_for,
+)
+from loyalty.domain.points import LedgerKind
 from loyalty.domain.tiers import new_member_tier
 from loyalty.program import Program
 from loyalty.services import crosssell
-from loyalty.services.ledger import order_postings, post_all
-from loyalty.storage.queries import insert_if_absent, lock_customer, lock_order
-from loyalty.storage.tables import Customer, Order, ProcessedEvent
+from loyalty.services.ledger import Ledger, Member, lock_members, order_postings
+from loyalty.storage.bulk import insert_rows
+from loyalty.storage.queries import insert_missing
+from loyalty.storage.tables import Customer, LedgerEntry, Message, Order, ProcessedEvent
 
 
 @dataclass(frozen=True)
 class Applied:
-    outcome: Outcome
+    """What delivering one event did."""
+
+    event_id: str
+    order_id: str
     customer_id: str
+    outcome: Outcome
     points: int = 0
     # Outbox messages this event created (a bonus reversal notice), to be sent after commit.
     messages: tuple[int, ...] = ()
+    refusal: EventRefused | None = None
 
 
-def _member(session: Session, program: Program, info: CustomerInfo, now: datetime) -> Customer:
-    """The member named by an event, locked; created on the first event that names them."""
-    customer = lock_customer(session, info.id)
-    if customer is None:
-        # ON CONFLICT: two first events of one new member may race; one inserts, both lock.
-        insert_if_absent(session, Customer, {
-            "id": info.id, "tier": new_member_tier(program).code, "points": 0,
-            "created_at": now, "updated_at": now}, ["id"])
-        customer = lock_customer(session, info.id)
-        assert customer is not None  # inserted just above; customers are never deleted
-    for field in ("phone", "zalo_user_id", "name", "birthday"):
-        value = getattr(info, field)
-        if value is not None and getattr(customer, field) != value:
-            setattr(customer, field, value)
-            customer.updated_at = now
-    return customer
+class ConcurrentChange(Exception):
+    """Another transaction created a member this batch took for new: what the batch read of
+    that member's orders may be stale, so the whole batch must be tried again."""
 
 
-def _state(order: Order) -> OrderState:
-    return OrderState(
-        customer_id=order.customer_id, status=OrderStatus(order.status),
-        payment_status=PaymentStatus(order.payment_status), total_payable=order.total_payable,
-        shipping_fee=order.shipping_fee, placed_at=order.placed_at,
-        occurred_at=order.occurred_at, earned=order.earned, reversed=order.reversed)
-
-
-def _save(session: Session, order: Order | None, order_id: str, state: OrderState,
-          now: datetime) -> None:
-    if order is None:
-        order = Order(order_id=order_id)
-        session.add(order)
-    order.customer_id = state.customer_id
-    order.status = state.status
-    order.payment_status = state.payment_status
-    order.total_payable = state.total_payable
-    order.shipping_fee = state.shipping_fee
-    order.placed_at = state.placed_at
-    order.occurred_at = state.occurred_at
-    order.earned = state.earned
-    order.reversed = state.reversed
-    order.spend = state.spend
-    order.updated_at = now
-
-
-def _first_delivery(session: Session, event: OrderEvent, now: datetime) -> bool:
-    """Record the event as processed; False when it was already (a duplicate).
-
-    Raises ``EventConflict`` when the id was processed with other content: that changes
-    nothing and is kept among the refused events, so ops see the sender's bug.
-    """
-    digest = event.digest
-    if insert_if_absent(session, ProcessedEvent, {
-            "event_id": event.event_id, "order_id": event.order_id, "digest": digest,
-            "outcome": Outcome.UNCHANGED, "duplicates": 0, "processed_at": now},
-            ["event_id"]) is not None:
-        return True
-    known = session.scalar(select(ProcessedEvent.digest)
-                           .where(ProcessedEvent.event_id == event.event_id))
-    if known is not None and known != digest:
-        raise EventConflict(event.event_id)
-    session.execute(update(ProcessedEvent).where(ProcessedEvent.event_id == event.event_id)
-                    .values(duplicates=ProcessedEvent.duplicates + 1))
-    return False
-
-
-def apply_event(session: Session, program: Program, event: OrderEvent, now: datetime,
-                *, notify: bool = False) -> Applied:
-    """Apply ``event`` inside the caller's transaction.
+def apply_events(session: Session, program: Program, events: Sequence[OrderEvent],
+                 now: datetime, *, notify: bool = False) -> list[Applied]:
+    """Apply ``events`` in arrival order; one ``Applied`` per event, in the same order.
 
     ``notify``: whether a customer is told that a bonus was taken back; False (the
-    historical import) tells nobody. Raises ``EventRefused`` when the event cannot be
-    applied; the caller rolls back and keeps the event among the refused ones.
+    historical import) tells nobody. An event that cannot be applied comes back refused
+    (``refusal``) and leaves no trace; the others apply.
     """
-    if not _first_delivery(session, event, now):
-        return Applied(Outcome.DUPLICATE, event.customer.id)
+    results: dict[int, Applied] = {}
+    fresh = _first_deliveries(session, events, now, results)
 
-    # Lock order: member first, then order. Every event of an order names the order's
-    # member, so two events of one order queue on the same member lock.
-    customer = _member(session, program, event.customer, now)
-    order = lock_order(session, event.order_id)
-    before = _state(order) if order is not None else None
-    change = apply_order_event(before, event)
-    _save(session, order, event.order_id, change.state, now)
-    session.flush()
+    members = lock_members(session, (events[i].customer.id for i in fresh))
+    orders = _lock_orders(session, {events[i].order_id for i in fresh})
+    stored = set(orders)
+    changes = []
+    for i in fresh:
+        event = events[i]
+        try:
+            change = apply_order_event(orders.get(event.order_id), event)
+        except EventRefused as refusal:
+            results[i] = _refused(event, refusal)
+            continue
+        changes.append((i, change, orders.get(event.order_id)))
+        orders[event.order_id] = change.state
+    _add_new_members(session, program, members,
+                     {events[i].customer.id for i, _, _ in changes}, now)
 
-    postings: list[Posting] = []
-    messages: list[int] = []
-    if change.action is PointsAction.EARN:
-        # The multiplier is that of the tier held before this order is credited.
-        postings = [order_credit(program, program.tier(customer.tier), event.total_payable,
-                                 event.shipping_fee)]
-        bonus = crosssell.bonus_for_order(session, program, customer.id, event.placed_at)
-        postings += [bonus] if bonus is not None else []
-        outcome = Outcome.EARNED
-    elif change.action is PointsAction.REVERSE:
-        postings = reversal(order_postings(session, event.order_id))
-        outcome = Outcome.REVERSED
-    else:
-        outcome = Outcome.UNCHANGED if change.state == before else Outcome.UPDATED
-    post_all(session, program, customer, postings, now=now, order_id=event.order_id)
-    if change.action is PointsAction.REVERSE and notify:
-        notice = crosssell.bonus_reversal_notice(session, program, customer, event.order_id,
-                                                 postings, now)
-        messages = [notice] if notice is not None else []
+    rows = order_postings(session, {events[i].order_id for i, change, _ in changes
+                                    if change.action is PointsAction.REVERSE})
+    earning = [events[i] for i, change, _ in changes if change.action is PointsAction.EARN]
+    nudges, paid = _bonus_candidates(session, program, earning)
+    ledger = Ledger(program, now)
+    for i, change, before in changes:
+        event = events[i]
+        member = members[event.customer.id]
+        member.update_contact(phone=event.customer.phone,
+                              zalo_user_id=event.customer.zalo_user_id,
+                              name=event.customer.name, birthday=event.customer.birthday)
+        bonus = None
+        if change.action is PointsAction.EARN:
+            bonus = nudge_paying_bonus(program, nudges.get(member.id, ()), paid,
+                                       event.placed_at)
+            paid.update([bonus] if bonus is not None else [])
+        postings = postings_for(program, change, event, held=program.tier(member.tier),
+                                order_rows=rows.get(event.order_id, []), bonus_nudge=bonus)
+        posted = ledger.post_all(member, postings, event.order_id)
+        rows.setdefault(event.order_id, []).extend(posted)
+        messages: tuple[int, ...] = ()
+        if change.action is PointsAction.REVERSE and notify:
+            notice = crosssell.bonus_reversal_notice(session, program, member, event.order_id,
+                                                     posted, now)
+            messages = () if notice is None else (notice,)
+        results[i] = Applied(event.event_id, event.order_id, member.id,
+                             _outcome(change.action, change.state, before),
+                             sum(p.points for p in posted), messages)
 
-    session.execute(update(ProcessedEvent).where(ProcessedEvent.event_id == event.event_id)
-                    .values(outcome=outcome))
-    return Applied(outcome, customer.id, sum(p.points for p in postings), tuple(messages))
+    _refuse_copies_of_refused(events, fresh, results)
+    ledger.flush(session, members.values())
+    _save_orders(session, {events[i].order_id: orders[events[i].order_id]
+                           for i, _, _ in changes}, stored, now)
+    _record_outcomes(session, [results[i] for i in fresh])
+    return [results[i] for i in range(len(events))]
+
+
+def _outcome(action: PointsAction, state: OrderState, before: OrderState | None) -> Outcome:
+    if action is PointsAction.EARN:
+        return Outcome.EARNED
+    if action is PointsAction.REVERSE:
+        return Outcome.REVERSED
+    return Outcome.UNCHANGED if state == before else Outcome.UPDATED
+
+
+def _refused(event: OrderEvent, refusal: EventRefused) -> Applied:
+    return Applied(event.event_id, event.order_id, event.customer.id, Outcome.REFUSED,
+                   refusal=refusal)
+
+
+def _first_deliveries(session: Session, events: Sequence[OrderEvent], now: datetime,
+                      results: dict[int, Applied]) -> list[int]:
+    """Record the batch's events as processed; returns the indexes of those seen for the
+    first time, in arrival order, and fills ``results`` for the others.
+
+    The same id with other content is a sender's bug: it changes nothing and is refused
+    (``EventConflict``), so ops see it among the refused events.
+    """
+    first: dict[str, int] = {}
+    for i, event in enumerate(events):
+        first.setdefault(event.event_id, i)
+    # In id order: two batches that share events then never wait on each other in a circle.
+    new = set(insert_missing(session, ProcessedEvent, [
+        {"event_id": event_id, "order_id": events[i].order_id, "digest": events[i].digest,
+         "outcome": Outcome.UNCHANGED, "duplicates": 0, "processed_at": now}
+        for event_id, i in sorted(first.items())], key="event_id"))
+    known = {event_id: digest for event_id, digest in session.execute(
+        select(ProcessedEvent.event_id, ProcessedEvent.digest)
+        .where(ProcessedEvent.event_id.in_(set(first) - new)))} if len(new) < len(first) \
+        else {}
+    repeats: Counter[str] = Counter()
+    fresh = []
+    for i, event in enumerate(events):
+        if i == first[event.event_id] and event.event_id in new:
+            fresh.append(i)
+            continue
+        # Compared with what was processed: the stored digest, or this batch's first copy.
+        digest = known.get(event.event_id, events[first[event.event_id]].digest)
+        if digest is not None and digest != event.digest:
+            results[i] = _refused(event, EventConflict(event.event_id))
+        else:
+            results[i] = Applied(event.event_id, event.order_id, event.customer.id,
+                                 Outcome.DUPLICATE)
+            repeats[event.event_id] += 1
+    if repeats:
+        session.connection().execute(
+            update(ProcessedEvent).where(ProcessedEvent.event_id == bindparam("key"))
+            .values(duplicates=ProcessedEvent.duplicates + bindparam("repeats")),
+            [{"key": event_id, "repeats": count} for event_id, count in repeats.items()])
+    return fresh
+
+
+def _refuse_copies_of_refused(events: Sequence[OrderEvent], fresh: list[int],
+                              results: dict[int, Applied]) -> None:
+    """A later copy of an event refused in this batch is refused too, as it would be had it
+    come on its own: the refused one left no processed row."""
+    refused = {results[i].event_id: results[i].refusal for i in fresh
+               if results[i].outcome is Outcome.REFUSED}
+    for i, event in enumerate(events):
+        if results[i].outcome is Outcome.DUPLICATE and event.event_id in refused:
+            results[i] = _refused(event, refused[event.event_id] or EventConflict(event.event_id))
+
+
+def _lock_orders(session: Session, order_ids: set[str]) -> dict[str, OrderState]:
+    """The orders that exist among ``order_ids``, locked, in id order."""
+    columns = [Order.__table__.c[name] for name in _ORDER_COLUMNS]
+    rows = session.execute(select(Order.order_id, *columns)
+                           .where(Order.order_id.in_(sorted(order_ids)))
+                           .order_by(Order.order_id).with_for_update())
+    return {row.order_id: OrderState(
+        customer_id=row.customer_id, status=OrderStatus(row.status),
+        payment_status=PaymentStatus(row.payment_status), total_payable=row.total_payable,
+        shipping_fee=row.shipping_fee, placed_at=row.placed_at, occurred_at=row.occurred_at,
+        earned=row.earned, reversed=row.reversed) for row in rows}
+
+
+def _add_new_members(session: Session, program: Program, members: dict[str, Member],
+                     customer_ids: set[str], now: datetime) -> None:
+    """Create the members named for the first time; a new customer starts at the first
+    tier with 0 points."""
+    missing = sorted(customer_ids - set(members))
+    first_tier = new_member_tier(program).code
+    created = set(insert_missing(session, Customer, [
+        {"id": customer_id, "tier": first_tier, "points": 0, "created_at": now,
+         "updated_at": now} for customer_id in missing], key="id"))
+    if created != set(missing):
+        raise ConcurrentChange(sorted(set(missing) - created))
+    members.update({customer_id: Member(customer_id, 0, first_tier)
+                    for customer_id in missing})
+
+
+def _bonus_candidates(session: Session, program: Program, earning: list[OrderEvent]
+                      ) -> tuple[dict[str, list[tuple[int, datetime]]], set[int]]:
+    """The sent nudges whose window may hold the orders that earn, by member, and the
+    nudges that already paid their bonus."""
+    if not earning:
+        return {}, set()
+    customers = {event.customer.id for event in earning}
+    earliest = min(bonus_window_for_order(program, e.placed_at)[0] for e in earning)
+    latest = max(bonus_window_for_order(program, e.placed_at)[1] for e in earning)
+    nudges: dict[str, list[tuple[int, datetime]]] = {}
+    for row in session.execute(
+            select(Message.customer_id, Message.id, Message.sent_at)
+            .where(Message.kind == MessageKind.NUDGE, Message.customer_id.in_(customers),
+                   Message.status == MessageStatus.SENT,
+                   Message.sent_at.between(earliest, latest))):
+        nudges.setdefault(row.customer_id, []).append((row.id, row.sent_at))
+    if not nudges:
+        return {}, set()
+    paid = set(session.scalars(select(LedgerEntry.nudge_id).where(
+        LedgerEntry.kind == LedgerKind.CROSSSELL_BONUS,
+        LedgerEntry.customer_id.in_(set(nudges)))))
+    return nudges, paid
+
+
+_ORDER_COLUMNS = ("customer_id", "status", "payment_status", "total_payable", "shipping_fee",
+                  "placed_at", "occurred_at", "earned", "reversed")
+_UPDATE_ORDER = update(Order).where(Order.order_id == bindparam("key")).values(
+    {name: bindparam(name) for name in (*_ORDER_COLUMNS, "spend", "updated_at")})
+
+
+def _save_orders(session: Session, orders: dict[str, OrderState], stored: set[str],
+                 now: datetime) -> None:
+    rows = [{"order_id": order_id, **{name: getattr(state, name) for name in _ORDER_COLUMNS},
+             "spend": state.spend, "updated_at": now} for order_id, state in orders.items()]
+    insert_rows(session, Order.__table__, [row for row in rows if row["order_id"] not in stored])
+    changed = [{**row, "key": row.pop("order_id")} for row in rows if row["order_id"] in stored]
+    if changed:
+        session.connection().execute(_UPDATE_ORDER, changed)
+
+
+def _record_outcomes(session: Session, applied: Iterable[Applied]) -> None:
+    """What each processed event did; a refused one leaves no processed row."""
+    outcomes = [{"key": a.event_id, "outcome": a.outcome} for a in applied
+                if a.outcome not in (Outcome.UNCHANGED, Outcome.REFUSED)]
+    if outcomes:
+        session.connection().execute(
+            update(ProcessedEvent).where(ProcessedEvent.event_id == bindparam("key"))
+            .values(outcome=bindparam("outcome")), outcomes)
+    refused = [a.event_id for a in applied if a.outcome is Outcome.REFUSED]
+    if refused:
+        session.execute(delete(ProcessedEvent).where(ProcessedEvent.event_id.in_(refused)))
+

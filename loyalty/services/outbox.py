@@ -82,6 +82,14 @@ class Sender(Protocol):
         when it cannot be read."""
 
 
+class Recipient(Protocol):
+    """Whom a message is for: a customer row, or a member as the ledger holds it."""
+
+    id: str
+    phone: str | None
+    zalo_user_id: str | None
+
+
 # Work to do once the transaction that recorded a message as sent has committed.
 AfterCommit = Callable[[], None]
 # What follows a sent message of one kind, inside the transaction that records it as sent.
@@ -97,9 +105,9 @@ class SendResult:
 NOT_DUE = SendResult("not due")
 
 
-def new_message(session: Session, program: Program, *, kind: MessageKind, customer: Customer,
-                fields: dict[str, str], now: datetime, period: date | None = None,
-                order_id: str | None = None) -> int | None:
+def new_message(session: Session, program: Program, *, kind: MessageKind,
+                customer: Recipient, fields: dict[str, str], now: datetime,
+                period: date | None = None, order_id: str | None = None) -> int | None:
     """Add a pending message unless one of its kind already exists for the period/order.
 
     ``fields`` fill both its text and, on a template channel, the template's data. The

@@ -86,3 +86,24 @@ def cap_history(program: Program, now: datetime, zone: ZoneInfo
     messages in this calendar month, and their last order event."""
     kinds = [kind for kind in MessageKind if program.channels.of(kind).promotional]
     return promotional_in_month(kinds, *calendar_month(now, zone)), last_order_event()
+
+
+# Rows per multi-row INSERT: well under both databases' limit on bound parameters.
+_ROWS_PER_INSERT = 1000
+
+
+def insert_missing(session: Session, model: type[Base], rows: list[dict[str, Any]],
+                   key: str) -> list[Any]:
+    """INSERT … ON CONFLICT DO NOTHING for many rows; the ``key`` of those this call created.
+
+    On PostgreSQL a concurrent insert of the same key waits for the other transaction and
+    then does nothing, so the unique key decides who goes first, not a race.
+    """
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    table = model.__table__
+    created: list[Any] = []
+    for start in range(0, len(rows), _ROWS_PER_INSERT):
+        statement = dialect.insert(table).values(rows[start:start + _ROWS_PER_INSERT]) \
+            .on_conflict_do_nothing(index_elements=[key]).returning(table.c[key])
+        created.extend(session.execute(statement).scalars())
+    return created
