@@ -335,3 +335,26 @@ def test_birthday_gifts_obey_the_caps_only_when_the_program_makes_them_promotion
     assert (report.celebrated, report.capped, report.queued) == (1, 1, [])
     assert messages(shop, customer_id, "birthday") == []
     assert len(run_birthdays(shop, later).queued) == 1  # not promotional by default
+
+
+def test_a_message_refused_before_and_left_without_a_channel_has_failed(
+        shop: Loyalty, fake_zalo: FakeZalo, tmp_path_factory: pytest.TempPathFactory) -> None:
+    customer_id, user_id = add_member(shop, 1720)
+    fake_zalo.fail_user(user_id, -230, path=CS_PATH)
+    fake_zalo.fail_next(TEMPLATE_PATH, http_status=503)
+    [nudge_id] = run_scan(shop, shop.clock()).queued
+    assert send_message(shop, nudge_id, shop.sender).status == "pending"  # template: again
+    # Before the retry the shop takes the template out of the program: nothing is left.
+    bare = Loyalty.from_settings(shop.settings.model_copy(update={
+        "program_file": _program(tmp_path_factory, PROGRAM.replace(
+            f'template_id = "{TEMPLATE_ID}"', ""))}))
+    try:
+        with transaction(bare.sessions) as session:
+            session.get_one(Message, nudge_id).not_before = None
+        assert send_message(bare, nudge_id, bare.sender).status == "failed"
+    finally:
+        bare.engine.dispose()
+    [nudge] = messages(shop, customer_id)
+    assert (nudge.status, nudge.skip_reason) == ("failed", None)
+    assert attempts(shop, nudge_id) == [("cs", "refused", -230), ("template", "retry", None)]
+    assert sent_to(fake_zalo, user_id) == []

@@ -297,10 +297,13 @@ def send_message(loyalty: Loyalty, message_id: int, sender: Sender,
     window = _window(sender, due.contacts.zalo_user_id, now)
     channel = next_channel(plan, refused=refused, contacts=due.contacts, window=window)
     if channel is None:
-        skipped = _settle_unsent(loyalty, message_id, now, status=MessageStatus.SKIPPED,
-                                 skip_reason=SkipReason.NO_CHANNEL,
+        # Refused by a channel on an earlier try, the message has failed; never tried, it
+        # is skipped.
+        status = MessageStatus.FAILED if refused else MessageStatus.SKIPPED
+        settled = _settle_unsent(loyalty, message_id, now, status=status,
+                                 skip_reason=None if refused else SkipReason.NO_CHANNEL,
                                  error="no channel of the plan can reach this member now")
-        return SendResult(MessageStatus.SKIPPED) if skipped else NOT_DUE
+        return SendResult(status) if settled else NOT_DUE
     outgoing = _outgoing(program, due, channel)
     claimed = _claim(loyalty, outgoing, now)
     if claimed is None:
