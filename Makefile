@@ -1,11 +1,12 @@
 # The two commands of the README: `make demo` and `make test`. Both build the virtual
-# environment on first use, from pyproject.toml alone.
+# environment on first use, from pyproject.toml alone. `make demo-serve` is the demo, then
+# the API and the member's page on localhost until Ctrl-C.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-services test-embedded lint bench clean miniapp miniapp-release miniapp-size
+.PHONY: demo demo-serve test test-services test-embedded lint bench clean miniapp miniapp-release miniapp-size
 
 # The member's page (Zalo Mini App, miniapp/): its npm packages come from the lock file.
 MINIAPP_DEPS := miniapp/node_modules/.installed
@@ -20,6 +21,11 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/loyalty demo
+
+# The page's development build calls the API at VITE_LOYALTY_API (127.0.0.1:8000 by default),
+# where `loyalty demo --serve` keeps it.
+demo-serve: $(STAMP) miniapp
+	$(BIN)/loyalty demo --serve
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

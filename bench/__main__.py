@@ -27,6 +27,7 @@ BENCHMARKS: tuple[str, ...] = (
     "bench.scan",
     "bench.sends",
     "bench.memory",
+    "bench.member_page",
 )
 
 

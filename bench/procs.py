@@ -18,6 +18,7 @@ from devtools.processes import (
     CLOCK_TICKS,
     ChildProcess,
     cpu_seconds,
+    free_port,
     settings_env,
     worker_argv,
 )
@@ -61,7 +62,7 @@ def _answers_ping(control: Celery, hostname: str) -> bool:
 @contextmanager
 def api_server(ctx: Context, settings: Settings) -> Iterator[tuple[ChildProcess, str]]:
     """``loyalty serve`` on a free port; yields the child and its base URL."""
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     child = ChildProcess("api", [str(BIN / "loyalty"), "serve", "--host", "127.0.0.1",
                                  "--port", str(port)], settings_env(settings),
@@ -78,12 +79,6 @@ def _healthy(base: str) -> bool:
         return requests.get(f"{base}/healthz", timeout=2).status_code == 200
     except requests.RequestException:
         return False
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def wait_for_count(read: Callable[[], int], target: int, *, what: str,

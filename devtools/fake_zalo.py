@@ -1,8 +1,10 @@
-"""A local stand-in for Zalo's OA, OAuth and ZNS hosts, for tests and the demo.
+"""A local stand-in for Zalo's OA, OAuth, ZNS and Graph hosts, for tests and the demo.
 
-One HTTP server plays all three hosts (point the api, oauth and business URLs at ``url``).
-It answers like Zalo does — HTTP 200 with an ``error`` field — checks access tokens,
-enforces single-use refresh tokens, records what it accepted, and can be told to fail.
+One HTTP server plays all four hosts (point the api, oauth, business and graph URLs at
+``url``). It answers like Zalo does — HTTP 200 with an ``error`` field — checks access tokens,
+enforces single-use refresh tokens, records what it accepted, and can be told to fail. As the
+Graph API it knows the Mini App user tokens and phone codes it minted (``mint_user_token``,
+``mint_phone_code``) and checks ``appsecret_proof``.
 
     python -m devtools.fake_zalo --port 8099
 """
@@ -10,6 +12,8 @@ enforces single-use refresh tokens, records what it accepted, and can be told to
 from __future__ import annotations
 
 import argparse
+import hashlib
+import hmac
 import json
 import re
 import secrets
@@ -34,6 +38,8 @@ ZNS_PATH = "/message/template"
 TAG_PATH = "/v2.0/oa/tag/tagfollower"
 UNTAG_PATH = "/v2.0/oa/tag/rmfollowerfromtag"
 LIST_TAGS_PATH = "/v2.0/oa/tag/gettagsofoa"
+GRAPH_ME_PATH = "/v2.0/me"
+GRAPH_PHONE_PATH = "/v2.0/me/info"
 
 _ZNS_PHONE = re.compile(r"84\d{9,10}", re.ASCII)
 # Answer codes the fake uses itself (injected failures use whatever code they are given).
@@ -45,6 +51,10 @@ _ZNS_BAD_PHONE = -108
 _NO_RECENT_INTERACTION = -230
 _OAUTH_INVALID_REFRESH_TOKEN = -14014
 _OAUTH_INVALID_APP = -14002
+# What graph.zalo.me answers a token it does not accept. The fake answers every Graph refusal
+# (unknown, expired or forged token, wrong appsecret_proof or secret_key, bad phone code) with
+# it; Zalo's codes for the other cases are not documented where we looked.
+_GRAPH_SESSION_INVALID = 452
 
 Answer = tuple[int, dict[str, Any], dict[str, str]]
 
@@ -62,6 +72,22 @@ class _Failure:
     delay: float | None
     retry_after: float | None
     remaining: int
+    message: str
+
+
+@dataclass
+class _MiniAppUser:
+    zalo_id: str
+    name: str | None
+    oa_user_id: str | None
+    expires_at: float  # time.monotonic()
+
+
+@dataclass
+class _PhoneCode:
+    zalo_id: str
+    phone: str
+    expires_at: float
 
 
 class _Server(ThreadingHTTPServer):
@@ -99,12 +125,15 @@ class FakeZalo:
         *,
         app_id: str = "fake-app",
         secret_key: str = "fake-secret",
+        miniapp_secret_key: str | None = None,
         expires_in: int = 90000,
     ) -> None:
         self.host = host
         self.port = port
         self.app_id = app_id
         self.secret_key = secret_key
+        # The Zalo app that owns the Mini App may be another one than the OA's.
+        self.miniapp_secret_key = miniapp_secret_key or secret_key
         self.expires_in = expires_in
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -120,6 +149,8 @@ class FakeZalo:
         self._tags: dict[str, set[str]] = {}
         self._access_log: list[tuple[str, str | None]] = []
         self._refresh_tokens_received: list[str] = []
+        self._user_tokens: dict[str, _MiniAppUser] = {}
+        self._phone_codes: dict[str, _PhoneCode] = {}
         self.refresh_calls = 0
         self.refresh_rejections = 0
         self.initial_tokens: TokenPair = self._issue_pair()
@@ -209,11 +240,12 @@ class FakeZalo:
         delay: float | None = None,
         retry_after: float | None = None,
         times: int = 1,
+        message: str = "injected failure",
     ) -> None:
         """The next ``times`` calls to ``path`` fail: Zalo ``error`` code, or ``http_status``,
         and/or an answer ``delay`` seconds late (with neither, the late answer is normal).
-        ``retry_after`` adds a Retry-After header."""
-        failure = _Failure(error, http_status, delay, retry_after, times)
+        ``retry_after`` adds a Retry-After header; ``message`` is the answer's message."""
+        failure = _Failure(error, http_status, delay, retry_after, times, message)
         with self._lock:
             self._failures.setdefault(path, deque()).append(failure)
 
@@ -238,6 +270,28 @@ class FakeZalo:
             self._user_failures.clear()
             self._windows.clear()
 
+    def mint_user_token(self, zalo_id: str, *, name: str | None = None,
+                        oa_user_id: str | None = None, expires_in: float = 3600) -> str:
+        """A Mini App user access token (``getAccessToken``) for the app-scoped ``zalo_id``;
+        with ``oa_user_id`` Graph also tells the user's id for the shop's OA."""
+        token = "fake-user-" + secrets.token_urlsafe(24)
+        with self._lock:
+            self._user_tokens[token] = _MiniAppUser(zalo_id, name, oa_user_id,
+                                                    time.monotonic() + expires_in)
+        return token
+
+    def expire_user_token(self, token: str) -> None:
+        with self._lock:
+            self._user_tokens[token].expires_at = time.monotonic()
+
+    def mint_phone_code(self, access_token: str, phone: str, *, expires_in: float = 120) -> str:
+        """The code ``getPhoneNumber`` gives the user of ``access_token`` for ``phone``."""
+        code = "fake-phone-" + secrets.token_urlsafe(16)
+        with self._lock:
+            self._phone_codes[code] = _PhoneCode(self._user_tokens[access_token].zalo_id, phone,
+                                                 time.monotonic() + expires_in)
+        return code
+
     # -- request handling -----------------------------------------------------------------
 
     def _handle(self, handler: _Handler) -> None:
@@ -256,6 +310,8 @@ class FakeZalo:
             answer = self._injected(failure)
         elif path == TOKEN_PATH and handler.command == "POST":
             answer = self._refresh(raw, handler.headers.get("secret_key"))
+        elif path in (GRAPH_ME_PATH, GRAPH_PHONE_PATH) and handler.command == "GET":
+            answer = self._graph(path, handler)
         else:
             answer = self._api(handler.command, path, raw, handler.headers.get("access_token"))
         _reply(handler, *answer)
@@ -277,8 +333,8 @@ class FakeZalo:
         if failure.retry_after is not None:
             headers["Retry-After"] = f"{failure.retry_after:g}"
         if failure.http_status:
-            return failure.http_status, {"message": "injected failure"}, headers
-        return 200, {"error": failure.error, "message": "injected failure"}, headers
+            return failure.http_status, {"message": failure.message}, headers
+        return 200, {"error": failure.error, "message": failure.message}, headers
 
     def _note_refresh_call(self, raw: bytes) -> None:
         # Counted before any injected failure: a refresh token that reached the server is
@@ -450,6 +506,41 @@ class FakeZalo:
             names = sorted(self._tags)
         return 200, {"error": 0, "message": "Success", "data": names}, {}
 
+    # -- Graph API (Mini App users) -------------------------------------------------------
+
+    def _graph(self, path: str, handler: _Handler) -> Answer:
+        headers = handler.headers
+        token = headers.get("access_token") or ""
+        with self._lock:
+            user = self._user_tokens.get(token)
+            if user is None:
+                return _error(_GRAPH_SESSION_INVALID, "Session key invalid")
+            if user.expires_at <= time.monotonic():
+                return _error(_GRAPH_SESSION_INVALID, "Session key invalid: access token expired")
+            if path == GRAPH_PHONE_PATH:
+                return self._phone_locked(user, headers.get("code") or "",
+                                          headers.get("secret_key") or "")
+        expected = hmac.new(self.miniapp_secret_key.encode(), token.encode(),
+                            hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(headers.get("appsecret_proof") or "", expected):
+            return _error(_GRAPH_SESSION_INVALID, "Invalid appsecret_proof")
+        fields = parse_qs(urlsplit(handler.path).query).get("fields", ["id,name"])[0].split(",")
+        answer: dict[str, Any] = {"id": user.zalo_id, "name": user.name or "",
+                                  "picture": {"data": {"url": ""}}, "is_sensitive": False,
+                                  "error": 0, "message": "Success"}
+        if "user_id_by_oa" in fields and user.oa_user_id is not None:
+            answer["user_id_by_oa"] = user.oa_user_id
+        return 200, answer, {}
+
+    def _phone_locked(self, user: _MiniAppUser, code: str, secret_key: str) -> Answer:
+        if not hmac.compare_digest(secret_key, self.miniapp_secret_key):
+            return _error(_GRAPH_SESSION_INVALID, "Invalid secret_key")
+        phone_code = self._phone_codes.get(code)
+        if phone_code is None or phone_code.zalo_id != user.zalo_id or \
+                phone_code.expires_at <= time.monotonic():
+            return _error(_GRAPH_SESSION_INVALID, "Invalid code")
+        return 200, {"data": {"number": phone_code.phone}, "error": 0, "message": "Success"}, {}
+
     # -- tokens ---------------------------------------------------------------------------
 
     def _issue_pair(self) -> TokenPair:
@@ -524,6 +615,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         ("LOYALTY_ZALO_API_URL", fake.url),
         ("LOYALTY_ZALO_OAUTH_URL", fake.url),
         ("LOYALTY_ZALO_BUSINESS_API_URL", fake.url),
+        ("LOYALTY_ZALO_GRAPH_URL", fake.url),
         ("LOYALTY_ZALO_APP_ID", fake.app_id),
         ("LOYALTY_ZALO_SECRET_KEY", fake.secret_key),
         ("LOYALTY_ZALO_ACCESS_TOKEN", tokens.access_token),

@@ -6,24 +6,39 @@ import hashlib
 import hmac
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote_to_bytes
 
 import redis
 from fastapi import Depends, FastAPI, Header, HTTPException, Request
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, Field
 from sqlalchemy import text
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.concurrency import run_in_threadpool
-from starlette.types import Scope
+from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from loyalty.bootstrap import Loyalty
 from loyalty.domain.events import FieldError, is_customer_id
 from loyalty.embedded_redis import redis_url
 from loyalty.producer import InvalidEvents, QueueUnavailable, enqueue_order_events
 from loyalty.services.events import keep_refused
-from loyalty.services.members import UnknownMember, member_ledger, show_member
+from loyalty.services.members import (
+    LedgerLine,
+    UnknownMember,
+    member_ledger,
+    show_member,
+    show_signed_in,
+    signed_in_ledger,
+)
+from loyalty.services.signin import NotSignedIn, SignInUnavailable, sign_in
+from loyalty.services.zalo_links import PhoneRefused, link_phone
+from loyalty.zalo.graph import GraphUnavailable, ZaloIdentity
 
 MAX_EVENTS_PER_REQUEST = 1000
 # A batch nests four objects and arrays ({"events": [{"customer": {}}]}). Far deeper is no
@@ -34,6 +49,8 @@ RETRY_AFTER_SECONDS = 10
 MEMBERS = b"/v1/members/"
 # The database is unreachable, not wrong: worth the sender trying again.
 DATABASE_DOWN = (OperationalError, InterfaceError, PoolTimeout)
+# The member's page routes: signed in with Zalo, and open to the Mini App's origins.
+MEMBER_PAGE_PREFIX = "/v1/me"
 
 
 def signature_of(body: bytes, secret: str) -> str:
@@ -108,14 +125,57 @@ def _member_path(scope: Scope) -> tuple[str, bool] | None:
         return None
 
 
+class PhoneCode(BaseModel):
+    token: str = Field(min_length=1, max_length=2048,
+                       description="the token zmp-sdk getPhoneNumber gave the page")
+
+
+class MemberPageCORS:
+    """CORS for the member's page routes only, preflight included: the shop-wide routes stay
+    closed to browsers whatever origin asks."""
+
+    def __init__(self, app: ASGIApp, *, origins: list[str]) -> None:
+        self._app = app
+        self._cors = CORSMiddleware(app, allow_origins=origins, allow_methods=["GET", "POST"],
+                                    allow_headers=["X-Zalo-Access-Token", "Content-Type"],
+                                    max_age=600)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if scope["type"] == "http" and (path == MEMBER_PAGE_PREFIX or
+                                        path.startswith(MEMBER_PAGE_PREFIX + "/")):
+            await self._cors(scope, receive, send)
+        else:
+            await self._app(scope, receive, send)
+
+
+class MiniAppFiles(StaticFiles):
+    """A built member's page. A development build reads its token from the page's URL, which
+    must then not travel on as a Referer."""
+
+    async def get_response(self, path: str, scope: Scope) -> Response:
+        response = await super().get_response(path, scope)
+        response.headers["Referrer-Policy"] = "no-referrer"
+        return response
+
+
+def _ledger_json(lines: list[LedgerLine], zone: Any) -> dict[str, Any]:
+    return {"entries": [
+        {"kind": line.kind, "points": line.points, "order_id": line.order_id,
+         "balance_after": line.balance_after,
+         "created_at": line.created_at.astimezone(zone).isoformat()} for line in lines]}
+
+
 def create_app(loyalty: Loyalty,
-               enqueue: Callable[[list[dict[str, Any]]], int] = enqueue_order_events) -> FastAPI:
+               enqueue: Callable[[list[dict[str, Any]]], int] = enqueue_order_events,
+               *, miniapp: Path | None = None) -> FastAPI:
     settings = loyalty.settings
     docs = settings.api_docs
     app = FastAPI(title="Loyalty", version="1", docs_url="/docs" if docs else None,
                   redoc_url="/redoc" if docs else None,
                   openapi_url="/openapi.json" if docs else None)
     zone = loyalty.zone
+    app.add_middleware(MemberPageCORS, origins=settings.miniapp_origin_list)
 
     def require_token(authorization: str | None = Header(None)) -> None:
         token = settings.api_token.get_secret_value()
@@ -190,10 +250,37 @@ def create_app(loyalty: Loyalty,
             lines = member_ledger(loyalty, customer_id)
         except UnknownMember:
             raise HTTPException(404, f"no member {customer_id}") from None
-        return {"entries": [
-            {"kind": line.kind, "points": line.points, "order_id": line.order_id,
-             "balance_after": line.balance_after,
-             "created_at": line.created_at.astimezone(zone).isoformat()} for line in lines]}
+        return _ledger_json(lines, zone)
+
+    def signed_in(access_token: str | None) -> ZaloIdentity:
+        try:
+            return sign_in(loyalty, access_token)
+        except NotSignedIn as error:
+            raise HTTPException(401, str(error)) from None
+        except SignInUnavailable as error:
+            raise HTTPException(503, str(error)) from None
+
+    # The member's page: who is asking comes from the verified token alone; no route takes a
+    # customer id.
+    @app.get(MEMBER_PAGE_PREFIX)
+    def me(x_zalo_access_token: str | None = Header(None)) -> Any:
+        return show_signed_in(loyalty, signed_in(x_zalo_access_token)).to_json(zone)
+
+    @app.get(MEMBER_PAGE_PREFIX + "/ledger")
+    def my_ledger(x_zalo_access_token: str | None = Header(None)) -> Any:
+        return _ledger_json(signed_in_ledger(loyalty, signed_in(x_zalo_access_token)), zone)
+
+    @app.post(MEMBER_PAGE_PREFIX + "/phone")
+    def my_phone(code: PhoneCode, x_zalo_access_token: str | None = Header(None)) -> Any:
+        identity = signed_in(x_zalo_access_token)
+        assert x_zalo_access_token is not None  # signed_in refused it otherwise
+        try:
+            link_phone(loyalty, identity, x_zalo_access_token, code.token)
+        except PhoneRefused as error:
+            raise HTTPException(422, str(error)) from None
+        except GraphUnavailable as error:
+            raise HTTPException(503, f"Zalo cannot read the phone code now: {error}") from None
+        return show_signed_in(loyalty, identity).to_json(zone)
 
     @app.get("/healthz")
     def healthz() -> Any:
@@ -202,6 +289,8 @@ def create_app(loyalty: Loyalty,
         return JSONResponse(status_code=status,
                             content={k: "ok" if v else "down" for k, v in checks.items()})
 
+    if miniapp is not None:
+        app.mount("/miniapp", MiniAppFiles(directory=miniapp, html=True), name="miniapp")
     return app
 
 

@@ -2,7 +2,7 @@
 
 Services receive a ``Loyalty`` and use its parts: the program, the database, the clock and
 the shop's zone, and the adapters built here on first use (Redis, the Celery app and its
-``TaskQueue``, the message sender and what follows a sent message).
+``TaskQueue``, the message sender and what follows a sent message, Zalo's Graph API).
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from loyalty.settings import Settings, get_settings
 from loyalty.storage.db import database_url, make_engine, make_session_factory
 from loyalty.storage.zalo_tokens import DbTokenStore
 from loyalty.zalo import RedisRateLimiter, TokenManager, TokenPair, ZaloClient
+from loyalty.zalo.graph import Graph, GraphClient
 
 
 def utc_now() -> datetime:
@@ -95,6 +96,13 @@ class Loyalty:
                                      tokens=tokens, timeout=settings.zalo_timeout_seconds,
                                      rate_limiter=limiter),
                           self.redis, self.program.channels.window_cache_seconds)
+
+    @cached_property
+    def graph(self) -> Graph:
+        """Zalo's Graph API, which tells whose a Mini App user access token is."""
+        settings = self.settings
+        return GraphClient(settings.zalo_graph_url, settings.miniapp_secret,
+                           timeout=settings.zalo_timeout_seconds)
 
     @cached_property
     def on_sent(self) -> Mapping[MessageKind, OnSent]:

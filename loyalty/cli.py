@@ -53,13 +53,17 @@ def db_upgrade() -> None:
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
-def serve(host: str, port: int) -> None:
+@click.option("--miniapp", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              default=None, help="Also serve this built member's page at /miniapp/.")
+def serve(host: str, port: int, miniapp: Path | None) -> None:
     """Serve the HTTP API."""
     import uvicorn
 
     from loyalty.api import create_app
+    from loyalty.logs import uvicorn_log_config
 
-    uvicorn.run(create_app(_loyalty()), host=host, port=port, log_level="info")
+    uvicorn.run(create_app(_loyalty(), miniapp=miniapp), host=host, port=port,
+                log_level="info", log_config=uvicorn_log_config())
 
 
 @main.group()
@@ -210,11 +214,16 @@ def birthdays_run(as_of: str | None) -> None:
 @main.command()
 @click.option("--customers", default=60, show_default=True)
 @click.option("--workers", default=2, show_default=True)
-def demo(customers: int, workers: int) -> None:
+@click.option("--serve", is_flag=True,
+              help="Then keep the API up on localhost with the member's page, signed in as "
+                   "one of the demo's members through a fake Zalo, until Ctrl-C.")
+@click.option("--port", default=8000, show_default=True, type=int, help="The port of --serve.")
+def demo(customers: int, workers: int, serve: bool, port: int) -> None:
     """Run a shop's orders through real Celery workers on embedded defaults."""
     from loyalty.demo import run_demo
 
-    run_demo(Path.cwd() / ".loyalty" / "demo", customers=customers, workers=workers)
+    run_demo(Path.cwd() / ".loyalty" / "demo", customers=customers, workers=workers,
+             serve_port=port if serve else None)
 
 
 @main.command()

@@ -3,7 +3,9 @@
 Customers and orders (some cancelled or returned, some events sent twice, some out of
 order, one naming the wrong customer) go through the producer call onto the embedded Redis;
 real ``celery -A workers worker`` processes apply them to a SQLite file; the daily
-near-tier scan nudges those close to the next tier; then a summary.
+near-tier scan nudges those close to the next tier; then a summary. With ``--serve`` the API
+then stays up on localhost, Zalo's Graph API played by the fake Zalo, and the member's page
+signed in as one of the demo's members.
 """
 
 from __future__ import annotations
@@ -20,9 +22,11 @@ from pathlib import Path
 from typing import Any
 
 import click
+from pydantic import SecretStr
 from sqlalchemy import func, select
 
-from devtools.processes import ChildProcess, settings_env, wait_for, worker_argv
+from devtools.fake_zalo import FakeZalo
+from devtools.processes import ROOT, ChildProcess, settings_env, wait_for, worker_argv
 from loyalty.bootstrap import Loyalty
 from loyalty.domain.messages import MessageKind, MessageStatus
 from loyalty.domain.points import LedgerKind
@@ -88,7 +92,8 @@ def _eventually(condition: Callable[[], bool], timeout: float) -> None:
         wait_for(condition, timeout, "", interval=0.2)
 
 
-def run_demo(data_dir: Path, *, customers: int = 60, workers: int = 2, seed: int = 2026) -> None:
+def run_demo(data_dir: Path, *, customers: int = 60, workers: int = 2, seed: int = 2026,
+             serve_port: int | None = None) -> None:
     shutil.rmtree(data_dir, ignore_errors=True)
     data_dir.mkdir(parents=True)
     settings = Settings(data_dir=data_dir, database_url=None, redis_url=None)
@@ -133,9 +138,58 @@ def run_demo(data_dir: Path, *, customers: int = 60, workers: int = 2, seed: int
             proc.stop(timeout=20)
     _summary(loyalty, done, distinct, elapsed)
     _campaign(loyalty, scan)
-    stop_embedded_redis(data_dir)
     # sys.argv[0] is the command as it was typed, e.g. .venv/bin/loyalty under make demo.
     click.echo(f"\nLook around: LOYALTY_DATA_DIR={data_dir} {sys.argv[0]} member show C-001")
+    try:
+        if serve_port is not None:
+            _serve(loyalty, serve_port)
+    finally:
+        stop_embedded_redis(data_dir)
+
+
+def _serve(loyalty: Loyalty, port: int) -> None:
+    """The API on localhost until Ctrl-C, with the member's page signed in as one of the demo's
+    members: a user token the fake Zalo minted, whose Graph answer carries that member's OA
+    user id, so the API links it as it would a real one."""
+    import uvicorn
+
+    from loyalty.api import create_app
+    from loyalty.logs import uvicorn_log_config
+
+    with FakeZalo() as zalo:
+        served = Loyalty.from_settings(loyalty.settings.model_copy(update={
+            "zalo_graph_url": zalo.url, "miniapp_secret_key": SecretStr(zalo.miniapp_secret_key)}))
+        member_id, oa_user_id = _showcase_member(served)
+        token = zalo.mint_user_token(f"demo-app-{member_id}", oa_user_id=oa_user_id,
+                                     expires_in=7 * 24 * 3600)
+        page = ROOT / "miniapp" / "dist"
+        built = (page / "index.html").is_file()
+        base = f"http://127.0.0.1:{port}"
+        click.echo(f"\nThe member's page, signed in as {member_id} through a fake Zalo "
+                   f"(Ctrl-C stops):")
+        if built:
+            click.echo(f"  open {base}/miniapp/?access_token={token}")
+        else:
+            click.echo(f"  the page is not built ({page} is missing): run `make miniapp`, "
+                       f"then this again")
+        click.echo(f"  curl -s {base}/v1/me -H 'X-Zalo-Access-Token: {token}'")
+        sys.stdout.flush()
+        uvicorn.run(create_app(served, miniapp=page if built else None), host="127.0.0.1",
+                    port=port, log_level="warning", log_config=uvicorn_log_config())
+        served.engine.dispose()
+
+
+def _showcase_member(loyalty: Loyalty) -> tuple[str, str | None]:
+    """The first member nudged (their page shows the live offer), else the top member."""
+    with loyalty.sessions() as session:
+        nudged = session.scalars(select(Message.customer_id).where(
+            Message.kind == MessageKind.NUDGE, Message.status == MessageStatus.SENT)
+            .order_by(Message.id).limit(1)).first()
+        customer = session.get(Customer, nudged) if nudged is not None else \
+            session.scalars(select(Customer).order_by(Customer.points.desc(), Customer.id)
+                            .limit(1)).first()
+        assert customer is not None, "the demo made no members"
+        return customer.id, customer.zalo_user_id
 
 
 def _campaign(loyalty: Loyalty, scan: ScanReport) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import re
@@ -25,6 +26,39 @@ def mask_phones_in(text: str) -> str:
     return _PHONE.sub(lambda match: mask_phone(match.group(0)) or "", text)
 
 
+# A query parameter that carries a credential (the member's page in development takes its
+# token from ``?access_token=``), in a URL an access log prints.
+_CREDENTIAL_IN_QUERY = re.compile(r"([?&][^=&\s]*(?:token|code|secret)[^=&\s]*=)[^&\s\"]*",
+                                  re.IGNORECASE)
+
+
+def redact_credentials_in(text: str) -> str:
+    return _CREDENTIAL_IN_QUERY.sub(r"\1[redacted]", text)
+
+
+class RedactCredentials(logging.Filter):
+    """Takes credentials out of the URLs in a record, e.g. uvicorn's access log lines."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str):
+            record.msg = redact_credentials_in(record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(redact_credentials_in(arg) if isinstance(arg, str) else arg
+                                for arg in record.args)
+        return True
+
+
+def uvicorn_log_config() -> dict[str, Any]:
+    """uvicorn's own logging, with credentials taken out of every line it writes."""
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["filters"] = {"redact": {"()": RedactCredentials}}
+    for handler in config["handlers"].values():
+        handler["filters"] = ["redact"]
+    return config
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
@@ -37,8 +71,10 @@ class JsonFormatter(logging.Formatter):
                       if key not in _STANDARD and not key.startswith("_")})
         if record.exc_info:
             entry["error"] = self.formatException(record.exc_info)
-        # A last guard: whatever a caller logged, no full phone number leaves the process.
-        return mask_phones_in(json.dumps(entry, ensure_ascii=False, default=str))
+        # A last guard: whatever a caller logged, no full phone number or credential in a URL
+        # leaves the process.
+        return redact_credentials_in(
+            mask_phones_in(json.dumps(entry, ensure_ascii=False, default=str)))
 
 
 def configure_logging(level: int = logging.INFO) -> None:

@@ -43,6 +43,18 @@ class Settings(BaseSettings):
     # tasks of at most this many, each applied in one transaction.
     order_event_batch_size: int = Field(default=100, ge=1, le=1000)
 
+    # The member's own page (SPEC §4 "The member's page"): Zalo's Graph API verifies the
+    # user access token the Mini App sends.
+    zalo_graph_url: str = "https://graph.zalo.me"
+    # Comma-separated origins a browser may call /v1/me from (CORS); none by default.
+    miniapp_origins: str = ""
+    # Secret of the Zalo app that owns the Mini App; empty: zalo_secret_key.
+    miniapp_secret_key: SecretStr = SecretStr("")
+    # A verified token is trusted from the cache this long without asking Zalo again …
+    miniapp_token_cache_minutes: int = Field(default=5, ge=0)
+    # … and this much longer while Zalo cannot be reached.
+    miniapp_token_grace_minutes: int = Field(default=30, ge=0)
+
     # A task not acknowledged within this time is handed to another worker: how long the
     # work of a worker that died waits. Every task is idempotent, so a redelivery of one
     # still running costs time, never a double effect; retries wait at most half of it.
@@ -55,6 +67,17 @@ class Settings(BaseSettings):
     @property
     def zalo_configured(self) -> bool:
         return bool(self.zalo_app_id and self.zalo_access_token.get_secret_value())
+
+    @property
+    def miniapp_secret(self) -> str:
+        """The Mini App's app secret: ``appsecret_proof`` and the phone exchange."""
+        return self.miniapp_secret_key.get_secret_value() or \
+            self.zalo_secret_key.get_secret_value()
+
+    @property
+    def miniapp_origin_list(self) -> list[str]:
+        return [origin.strip().rstrip("/") for origin in self.miniapp_origins.split(",")
+                if origin.strip()]
 
 
 @lru_cache

@@ -61,11 +61,14 @@ def test_signed_events_are_accepted_and_applied_by_workers(
     assert member.status_code == 200
     view = member.json()
     # 1220 at ×1.0 makes C-42 Silver; SO-2 then earns 1464 at ×1.2.
-    assert view["points"] == 2684 and view["tier"] == {"code": "gold", "name": "Gold"}
+    assert view["points"] == 2684 and view["tier"] == {"code": "gold", "name": "Gold",
+                                                        "name_vi": "Vàng", "threshold": 2000}
     assert view["total_spent"] == 2_440_000 and view["points_to_next_tier"] == 316
-    assert view["next_tier"] == {"code": "diamond", "name": "Diamond", "threshold": 3000}
+    assert view["next_tier"] == {"code": "diamond", "name": "Diamond", "name_vi": "Kim cương",
+                                 "threshold": 3000}
     assert view["spend_to_next_tier"] == 243_077  # 316 / 1.3 × 1000, rounded up
     assert view["benefits"] and view["next_tier_benefits"] and view["tags"] == []
+    assert view["offer"] is None
 
     ledger = client.get("/v1/members/C-42/ledger", headers=TOKEN).json()["entries"]
     # Newest first. The two orders may be processed in either order by the two workers;

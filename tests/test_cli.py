@@ -64,6 +64,8 @@ def test_member_show_as_text_and_json(loyalty: Loyalty, tmp_path: Path) -> None:
     assert (view["tier"]["code"], view["points"], view["points_to_next_tier"]) == \
         ("silver", 1720, 280)
     assert view["spend_to_next_tier"] == 233_334
+    assert (view["tier"]["name_vi"], view["tier"]["threshold"]) == ("Bạc", 1000)
+    assert view["next_tier"]["name_vi"] == "Vàng" and view["offer"] is None
     text = run(loyalty, "member", "show", "C-42").stdout
     assert "Silver, 1720 points" in text and "280 points" in text
     missing = run(loyalty, "member", "show", "nobody")

@@ -21,6 +21,7 @@ from loyalty.domain.orders import Outcome
 from loyalty.domain.points import LedgerKind
 from loyalty.domain.tiers import tier_for_points
 from loyalty.producer import enqueue_order_events
+from loyalty.queueing import ORDER_EVENTS
 from loyalty.services.events import list_refused, replay_refused
 from loyalty.settings import Settings
 from loyalty.storage.tables import LedgerEntry
@@ -40,11 +41,18 @@ OLD_RETRY_BUDGET_SECONDS = 51
 
 
 @pytest.fixture
-def own_queue(workers: list[WorkerProcess]) -> Iterator[None]:
-    """The run's shared workers step aside: these tests start the workers they need."""
+def own_queue(workers: list[WorkerProcess], celery_sender: Celery) -> Iterator[None]:
+    """The run's shared workers step aside: these tests start the workers they need.
+
+    What those workers leave queued (copies of retries handed out again while the database
+    was away, already applied) is dropped before the shared workers come back: after the
+    next test has emptied the tables they would be applied as new.
+    """
     for worker in workers:
         worker.stop()
     yield
+    with celery_sender.connection_for_write() as connection:
+        connection.default_channel.client.delete(ORDER_EVENTS, "unacked", "unacked_index")
     for worker in workers:
         worker.start()
 

@@ -1,10 +1,12 @@
 """The cross-sell campaign (seed 001, Chiến dịch 1-4): SPEC §2 rows "near the next tier"
 (the scan's selection, see ``tiers.near_tier_ranges``), "cross-sell tag", "cross-sell bonus"
-and "daily scan"; SPEC §5 "the nudge text". No I/O."""
+and "daily scan"; SPEC §5 "the nudge text"; SPEC §4 "the member's page" (the live offer).
+No I/O."""
 
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -50,6 +52,20 @@ def nudge_paying_bonus(program: Program, sent_nudges: Iterable[tuple[int, dateti
     eligible = [(sent_at, nudge) for nudge, sent_at in sent_nudges
                 if nudge not in paid and earns_bonus(program, sent_at, order_placed_at)]
     return max(eligible)[1] if eligible else None
+
+
+@dataclass(frozen=True)
+class BonusOffer:
+    """The bonus a member still earns by ordering before ``order_before``."""
+
+    bonus_points: int
+    order_before: datetime
+
+
+def bonus_offer(program: Program, nudge_sent_at: datetime) -> BonusOffer:
+    """The offer of a sent nudge whose bonus an order placed now would earn (storage finds
+    that nudge with ``bonus_window_for_order(program, now)``)."""
+    return BonusOffer(program.crosssell.bonus_points, bonus_deadline(program, nudge_sent_at))
 
 
 def nudge_fields(program: Program, *, points: int, name: str | None, deadline: datetime,

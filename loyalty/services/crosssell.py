@@ -7,22 +7,21 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ColumnElement, and_, exists, func, or_, select
+from sqlalchemy import ColumnElement, Select, and_, exists, func, or_, select
 from sqlalchemy.orm import Session
 
 from loyalty.domain.channels import SkipReason, cap_reason
 from loyalty.domain.crosssell import (
     bonus_deadline,
     bonus_reversal_fields,
-    bonus_window_for_order,
     campaign_day,
     nudge_fields,
     tag_period_start,
 )
 from loyalty.domain.messages import OPEN_STATUSES, MessageKind, MessageStatus
-from loyalty.domain.points import LedgerKind, Posting, bonus_taken_back, crosssell_bonus
+from loyalty.domain.points import LedgerKind, Posting, bonus_taken_back
 from loyalty.domain.tiers import near_tier_ranges
 from loyalty.program import Program
 from loyalty.services.ledger import Member
@@ -106,26 +105,18 @@ def run_scan(loyalty: Loyalty, as_of: datetime, *, dry_run: bool = False) -> Sca
     return report
 
 
-def bonus_for_order(session: Session, program: Program, customer_id: str,
-                    placed_at: datetime) -> Posting | None:
-    """The bonus of the latest sent nudge whose window the order was placed in and that has
-    paid no bonus yet.
-
-    The member's row lock is held, so no other bonus of this member can appear meanwhile;
-    the ledger's unique (nudge_id, kind) would refuse one anyway.
-    """
-    earliest, latest = bonus_window_for_order(program, placed_at)
-    paid = select(LedgerEntry.nudge_id).where(LedgerEntry.kind == LedgerKind.CROSSSELL_BONUS,
-                                              LedgerEntry.customer_id == customer_id,
-                                              LedgerEntry.nudge_id.is_not(None))
-    nudge = session.scalar(
-        select(Message.id).where(Message.kind == MessageKind.NUDGE,
-                                 Message.customer_id == customer_id,
-                                 Message.status == MessageStatus.SENT,
-                                 Message.sent_at.between(earliest, latest),
-                                 Message.id.not_in(paid))
-        .order_by(Message.sent_at.desc()).limit(1))
-    return None if nudge is None else crosssell_bonus(program, nudge)
+def open_nudges(customer_id: Any, earliest: Any, latest: Any) -> Select[tuple[int, Any]]:
+    """(id, sent_at) of the latest nudge sent to ``customer_id`` within ``[earliest, latest]``
+    (``bonus_window_for_order``) that has paid no bonus yet. Each argument may be a value, a
+    column of an outer query or a bind parameter."""
+    # The ledger's unique (nudge_id, kind) is the index this looks through.
+    paid = exists().where(LedgerEntry.nudge_id == Message.id,
+                          LedgerEntry.kind == LedgerKind.CROSSSELL_BONUS)
+    return (select(Message.id, Message.sent_at)
+            .where(Message.kind == MessageKind.NUDGE, Message.customer_id == customer_id,
+                   Message.status == MessageStatus.SENT,
+                   Message.sent_at.between(earliest, latest), ~paid)
+            .order_by(Message.sent_at.desc()).limit(1))
 
 
 def bonus_reversal_notice(session: Session, program: Program, customer: Member,

@@ -47,10 +47,15 @@ def lock_order(session: Session, order_id: str) -> Order | None:
     ).one_or_none()
 
 
+def spent_by(customer_id: str | ColumnElement[str]) -> ScalarSelect[int]:
+    """The sum of what each of the member's orders counts (``OrderState.spend``);
+    ``customer_id`` may be a column of an outer query."""
+    return select(func.coalesce(func.sum(Order.spend), 0)) \
+        .where(Order.customer_id == customer_id).scalar_subquery()
+
+
 def total_spent(session: Session, customer_id: str) -> int:
-    """The sum of what each of the member's orders counts (``OrderState.spend``)."""
-    return int(session.scalar(select(func.coalesce(func.sum(Order.spend), 0))
-                              .where(Order.customer_id == customer_id)) or 0)
+    return int(session.scalar(select(spent_by(customer_id))) or 0)
 
 
 def reachable_by(plan: Sequence[Channel]) -> ColumnElement[bool]:

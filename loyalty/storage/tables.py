@@ -69,6 +69,9 @@ class Customer(Base):
     __table_args__ = (
         # The daily scan selects point ranges below each threshold through this index.
         Index("ix_customers_points", "points"),
+        # A signed-in member is found by the OA user id Zalo tells, or by phone.
+        Index("ix_customers_zalo_user_id", "zalo_user_id"),
+        Index("ix_customers_phone", "phone"),
     )
 
 
@@ -276,3 +279,26 @@ class ZaloToken(Base):
     refresh_token: Mapped[str] = mapped_column(Text)
     expires_at: Mapped[datetime] = mapped_column(Timestamp())
     updated_at: Mapped[datetime] = mapped_column(Timestamp())
+
+
+class ZaloLink(Base):
+    """A verified Zalo identity (the user's id for the Mini App's Zalo app) and the customer
+    it is; Zalo gives one person another id per app and per OA, so the link is kept here.
+
+    ``customer_id`` is empty while the link waits for a customer: a phone number shared
+    before any order with it arrived.
+    """
+
+    __tablename__ = "zalo_links"
+
+    zalo_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    customer_id: Mapped[str | None] = mapped_column(ForeignKey("customers.id"), index=True)
+    # The number Zalo gave for a getPhoneNumber code, normalised as ZNS wants it (84…).
+    phone: Mapped[str | None] = mapped_column(String(20))
+    linked_by: Mapped[str | None] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(Timestamp())
+    updated_at: Mapped[datetime] = mapped_column(Timestamp())
+
+    __table_args__ = (
+        CheckConstraint("linked_by IN ('oa_user_id', 'phone')", name="ck_zalo_link_by"),
+    )

@@ -1,6 +1,12 @@
 """Zalo Official Account: the HTTP client, its tokens, errors and rate limit."""
 
-from loyalty.zalo.client import ZaloClient, mask_phone, normalise_phone, retry_after_from_headers
+from loyalty.zalo.client import (
+    ZaloClient,
+    mask_phone,
+    normalise_phone,
+    phone_spellings,
+    retry_after_from_headers,
+)
 from loyalty.zalo.errors import (
     ErrorKind,
     ZaloError,
@@ -35,5 +41,6 @@ __all__ = [
     "error_for",
     "mask_phone",
     "normalise_phone",
+    "phone_spellings",
     "retry_after_from_headers",
 ]

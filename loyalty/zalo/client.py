@@ -64,6 +64,23 @@ def normalise_phone(phone: str) -> str:
     return digits
 
 
+def phone_spellings(normalised: str) -> list[str]:
+    """Every spelling of ``normalised`` (84…) that an order event may carry (digits with an
+    optional leading +) and that ``normalise_phone`` turns back into it: the inverse, so
+    that storage can look a number up by equality."""
+    national = normalised[2:]
+    candidates = [prefix + national for prefix in
+                  ("0", "84", "+84", "0084", "840", "+840", "00840")]
+    return [spelling for spelling in candidates if _normalises_to(spelling, normalised)]
+
+
+def _normalises_to(phone: str, normalised: str) -> bool:
+    try:
+        return normalise_phone(phone) == normalised
+    except ValueError:
+        return False
+
+
 def mask_phone(phone: str) -> str:
     """The phone number fit for a log line: only its last 3 digits are shown."""
     digits = re.sub(r"\D", "", phone, flags=re.ASCII)

@@ -1,7 +1,7 @@
 """channel plan: message attempts, message fields and skips, campaign cap counts
 
 Revision ID: 0006
-Revises: 0003
+Revises: 0007 (main's head when merged; given as 0003, re-chained after 0007_zalo_links)
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = '0006'
-down_revision = '0003'
+down_revision = '0007'
 branch_labels = None
 depends_on = None
 
