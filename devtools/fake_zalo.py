@@ -33,6 +33,7 @@ from loyalty.zalo.tokens import TokenPair
 TOKEN_PATH = "/v4/oa/access_token"
 CS_PATH = "/v3.0/oa/message/cs"
 TEMPLATE_PATH = "/v3.0/oa/message/template"
+QUOTA_PATH = "/v3.0/oa/quota/message"
 ZNS_PATH = "/message/template"
 TAG_PATH = "/v2.0/oa/tag/tagfollower"
 UNTAG_PATH = "/v2.0/oa/tag/rmfollowerfromtag"
@@ -47,6 +48,7 @@ _OA_INVALID_TOKEN = -216
 _OA_EXPIRED_TOKEN = -220
 _ZNS_INVALID_TOKEN = -124
 _ZNS_BAD_PHONE = -108
+_NO_RECENT_INTERACTION = -230
 _OAUTH_INVALID_REFRESH_TOKEN = -14014
 _OAUTH_INVALID_APP = -14002
 # What graph.zalo.me answers a token it does not accept. The fake answers every Graph refusal
@@ -55,6 +57,12 @@ _OAUTH_INVALID_APP = -14002
 _GRAPH_SESSION_INVALID = 452
 
 Answer = tuple[int, dict[str, Any], dict[str, str]]
+
+# A user's last interaction with the OA, as the quota call tells it and the consultation
+# message obeys it: within 48 h (free), 48 h to 7 days (paid), longer ago, never; or an
+# answer a client cannot understand.
+WINDOWS = {"free": timedelta(hours=1), "paid": timedelta(days=3),
+           "closed": timedelta(days=30), "never": None, "garbled": None}
 
 
 @dataclass
@@ -135,7 +143,8 @@ class FakeZalo:
         self._expired_access: set[str] = set()
         self._valid_refresh: set[str] = set()
         self._failures: dict[str, deque[_Failure]] = {}
-        self._user_failures: dict[str, int] = {}
+        self._user_failures: dict[tuple[str, str | None], int] = {}
+        self._windows: dict[str, str] = {}
         self._sent: list[dict[str, Any]] = []
         self._tags: dict[str, set[str]] = {}
         self._access_log: list[tuple[str, str | None]] = []
@@ -240,15 +249,26 @@ class FakeZalo:
         with self._lock:
             self._failures.setdefault(path, deque()).append(failure)
 
-    def fail_user(self, recipient: str, error: int) -> None:
-        """Always answer ``error`` for this user id (or ZNS phone, as 84…)."""
+    def fail_user(self, recipient: str, error: int, path: str | None = None) -> None:
+        """Always answer ``error`` for this user id (or ZNS phone, as 84…), on ``path``
+        only or on every path."""
         with self._lock:
-            self._user_failures[recipient] = error
+            self._user_failures[(recipient, path)] = error
+
+    def set_window(self, user_id: str, window: str) -> None:
+        """The user's last interaction with the OA, one of ``WINDOWS`` (default "free").
+        A consultation message outside 7 days is refused with -230, as Zalo does."""
+        if window not in WINDOWS:
+            raise ValueError(f"unknown window {window!r}; one of {sorted(WINDOWS)}")
+        with self._lock:
+            self._windows[user_id] = window
 
     def clear_failures(self) -> None:
+        """Forget injected failures and set windows."""
         with self._lock:
             self._failures.clear()
             self._user_failures.clear()
+            self._windows.clear()
 
     def mint_user_token(self, zalo_id: str, *, name: str | None = None,
                         oa_user_id: str | None = None, expires_in: float = 3600) -> str:
@@ -347,6 +367,7 @@ class FakeZalo:
         routes = {
             ("POST", CS_PATH): self._cs_message,
             ("POST", TEMPLATE_PATH): self._template_message,
+            ("POST", QUOTA_PATH): self._quota,
             ("POST", ZNS_PATH): self._zns_message,
             ("POST", TAG_PATH): self._tag,
             ("POST", UNTAG_PATH): self._untag,
@@ -381,7 +402,30 @@ class FakeZalo:
         text = _get(body, "message", "text")
         if not user_id or not text:
             return _error(_BAD_PARAMETER, "recipient.user_id and message.text are required")
+        with self._lock:
+            window = self._windows.get(str(user_id), "free")
+        if window in ("closed", "never"):
+            return _error(_NO_RECENT_INTERACTION,
+                          "user has not interacted with the OA in the last 7 days")
         return self._accept_message(path, body, user_id=str(user_id), text=str(text))
+
+    def _quota(self, path: str, body: dict[str, Any]) -> Answer:
+        user_id = body.get("user_id")
+        if not user_id:
+            return _error(_BAD_PARAMETER, "user_id is required")
+        with self._lock:
+            # A user refused on every path still has a window; refuse it with path=QUOTA_PATH.
+            refused = self._user_failures.get((str(user_id), path))
+            window = self._windows.get(str(user_id), "free")
+        if refused is not None:
+            return _error(refused, "refused for this user")
+        if window == "garbled":
+            return 200, {"error": 0, "message": "Success", "data": {"quota": "n/a"}}, {}
+        age = WINDOWS[window]
+        last = None if age is None else \
+            str(int((datetime.now(UTC) - age).timestamp() * 1000))
+        data = {"user_id": str(user_id), "last_interaction": last}
+        return 200, {"error": 0, "message": "Success", "data": data}, {}
 
     def _template_message(self, path: str, body: dict[str, Any]) -> Answer:
         # Sources disagree on whether the user id is nested under "recipient"; take both.
@@ -415,7 +459,7 @@ class FakeZalo:
         recipient = fields.get("user_id") or fields.get("phone")
         message_id = secrets.token_hex(16)
         with self._lock:
-            refused = self._user_failures.get(str(recipient))
+            refused = self._refusal_locked(str(recipient), path)
             if refused is not None:
                 return _error(refused, "refused for this recipient")
             self._sent.append(
@@ -433,6 +477,10 @@ class FakeZalo:
             data = {"message_id": message_id, "user_id": recipient}
         return 200, {"error": 0, "message": "Success", "data": data}, {}
 
+    def _refusal_locked(self, recipient: str, path: str) -> int | None:
+        failures = self._user_failures
+        return failures.get((recipient, path), failures.get((recipient, None)))
+
     def _tag(self, path: str, body: dict[str, Any]) -> Answer:
         return self._change_tag(body, add=True)
 
@@ -444,7 +492,7 @@ class FakeZalo:
         if not user_id or not tag_name:
             return _error(_BAD_PARAMETER, "user_id and tag_name are required")
         with self._lock:
-            refused = self._user_failures.get(str(user_id))
+            refused = self._refusal_locked(str(user_id), TAG_PATH if add else UNTAG_PATH)
             if refused is not None:
                 return _error(refused, "refused for this user")
             if add:

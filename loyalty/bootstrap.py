@@ -19,6 +19,7 @@ from celery import Celery
 from sqlalchemy import Engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
+from loyalty.domain.channels import plan_for
 from loyalty.domain.messages import Channel, MessageKind
 from loyalty.embedded_redis import redis_url
 from loyalty.program import Program, load_program
@@ -70,11 +71,10 @@ class Loyalty:
         """The shop's zone: schedules, campaign days, times shown to members."""
         return ZoneInfo(self.settings.timezone)
 
-    @property
-    def channel(self) -> Channel:
-        """Where new messages go: the configured Zalo channel, or the log without Zalo."""
-        return Channel(self.settings.zalo_channel) if self.settings.zalo_configured \
-            else Channel.LOG
+    def plan(self, kind: MessageKind) -> tuple[Channel, ...]:
+        """The channels a message of ``kind`` may go through, in order: the program's plan,
+        or the log when there are no Zalo credentials."""
+        return plan_for(self.program, kind, to_zalo=self.settings.zalo_configured)
 
     @cached_property
     def redis(self) -> redis.Redis:
@@ -108,7 +108,8 @@ class Loyalty:
         return ZaloSender(ZaloClient(api_url=settings.zalo_api_url,
                                      business_api_url=settings.zalo_business_api_url,
                                      tokens=tokens, timeout=settings.zalo_timeout_seconds,
-                                     rate_limiter=limiter), settings.zalo_template_id)
+                                     rate_limiter=limiter),
+                          self.redis, self.program.channels.window_cache_seconds)
 
     @cached_property
     def graph(self) -> Graph:

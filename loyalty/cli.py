@@ -264,7 +264,10 @@ def crosssell_run(as_of: str | None, dry_run: bool) -> None:
     if not dry_run:
         dispatch(_loyalty(), report.queued)
     click.echo(f"selected {report.selected}, queued {len(report.queued)}, "
-               f"skipped unreachable {report.unreachable}" + (" (dry run)" if dry_run else ""))
+               f"skipped unreachable {report.unreachable}, "
+               f"over the monthly cap {report.over_monthly_cap}, "
+               f"no contact within {_loyalty().program.channels.contact_months} months "
+               f"{report.no_recent_contact}" + (" (dry run)" if dry_run else ""))
     if report.held_out:
         click.echo(f"of the selected, held out {report.held_out}: no message, compared with "
                    "the nudged in `loyalty crosssell report`")
@@ -316,7 +319,7 @@ def birthdays_run(as_of: str | None) -> None:
     dispatch(_loyalty(), report.queued)
     click.echo(f"birthdays today {report.celebrated}, gifts queued {len(report.queued)}, "
                f"skipped (gift within 365 days) {report.skipped_recent_gift}, "
-               f"unreachable {report.unreachable}")
+               f"unreachable {report.unreachable}, over Zalo's caps {report.capped}")
 
 
 @main.command()

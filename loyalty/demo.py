@@ -279,7 +279,9 @@ def _campaign(loyalty: Loyalty, scan: ScanReport) -> None:
                f"{loyalty.program.crosssell.near_tier_points} points from the next tier "
                f"and not nudged or held out lately, {scan.held_out} held out, "
                f"{len(scan.queued)} nudged (no Zalo credentials: written to the outbox and "
-               f"the log), {scan.unreachable} unreachable.")
+               f"the log), {scan.unreachable} unreachable, {scan.over_monthly_cap} over the "
+               f"monthly cap, {scan.no_recent_contact} without contact in "
+               f"{loyalty.program.channels.contact_months} months.")
     with loyalty.sessions() as session:
         first = session.scalars(select(Message).where(Message.kind == MessageKind.NUDGE)
                                 .order_by(Message.id).limit(1)).first()

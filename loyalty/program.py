@@ -8,6 +8,7 @@ program is in force, and changing it, is ``loyalty.services.programs``.
 from __future__ import annotations
 
 import itertools
+import re
 import string
 import tomllib
 from datetime import time
@@ -23,7 +24,10 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
+
+from loyalty.domain.messages import Channel, MessageKind
 
 
 class ProgramError(ValueError):
@@ -118,6 +122,11 @@ class Messages(_Strict):
     bonus_reversal: str = BONUS_REVERSAL_TEXT
     birthday: str = BIRTHDAY_TEXT
 
+    def text(self, kind: MessageKind | str, fields: dict[str, str]) -> str:
+        """The text of a message of ``kind`` with its fields filled in."""
+        template: str = getattr(self, MessageKind(kind).value)
+        return template.format(**fields)
+
     @field_validator(*TEMPLATE_FIELDS)
     @classmethod
     def _known_placeholders(cls, text: str, info: ValidationInfo) -> str:
@@ -133,6 +142,88 @@ class Messages(_Strict):
             raise ValueError(f"unknown placeholder(s) {sorted(unknown)}; "
                              f"allowed: {sorted(allowed)}")
         return text
+
+
+# A template parameter's name as ZBS allows it: no diacritics, spaces or hyphens.
+_PARAM_NAME = re.compile(r"[A-Za-z0-9_]+", re.ASCII)
+
+
+class MessageChannels(_Strict):
+    """How one kind of message reaches members (SPEC §5 "channel plan")."""
+
+    plan: tuple[Channel, ...] = (Channel.CONSULTATION, Channel.TEMPLATE, Channel.ZNS)
+    # Promotional messages obey Zalo's caps (per month, 6-month contact, night ban).
+    promotional: bool = False
+    # The approved ZBS template (the promotion tag for promotional content), used by UID
+    # and by phone; without one the template and ZNS steps are left out of the plan.
+    template_id: str = ""
+    # Our field (a placeholder of the message's text) → the template's parameter name.
+    template_params: dict[str, str] = {}
+
+    @field_validator("plan")
+    @classmethod
+    def _zalo_channels_once(cls, plan: tuple[Channel, ...]) -> tuple[Channel, ...]:
+        if not plan:
+            raise ValueError("at least one channel is needed")
+        if Channel.LOG in plan:
+            raise ValueError("'log' is not a Zalo channel; it is used without credentials")
+        if len(set(plan)) != len(plan):
+            raise ValueError("each channel at most once")
+        return plan
+
+    @field_validator("template_params")
+    @classmethod
+    def _param_names(cls, params: dict[str, str]) -> dict[str, str]:
+        for name in params.values():
+            if not _PARAM_NAME.fullmatch(name):
+                raise ValueError(f"template parameter {name!r}: letters, digits and _ only")
+        return params
+
+
+class NudgeChannels(MessageChannels):
+    promotional: bool = True
+    template_params: dict[str, str] = {
+        "points": "points", "points_to_next_tier": "points_to_next_tier",
+        "next_tier_name": "next_tier", "bonus_points": "bonus", "bonus_deadline": "deadline"}
+
+
+class BonusReversalChannels(MessageChannels):
+    template_params: dict[str, str] = {
+        "order_id": "order_id", "bonus_points": "bonus", "points": "points"}
+
+
+class BirthdayChannels(MessageChannels):
+    template_params: dict[str, str] = {"name": "name", "tier_name": "tier", "gift": "gift"}
+
+
+class Channels(_Strict):
+    """The channel plan of each kind of message and Zalo's caps on promotional messages."""
+
+    zns_enabled: bool = False
+    promotional_per_month: int = Field(default=4, ge=0)
+    contact_months: int = Field(default=6, gt=0)
+    # Zalo refuses promotional messages at night (local time); equal times: no ban.
+    night_starts: time = time(22, 0)
+    night_ends: time = time(6, 0)
+    # How long a member's consultation window read from Zalo is reused.
+    window_cache_seconds: int = Field(default=300, ge=0)
+    nudge: NudgeChannels = NudgeChannels()
+    bonus_reversal: BonusReversalChannels = BonusReversalChannels()
+    birthday: BirthdayChannels = BirthdayChannels()
+
+    @model_validator(mode="after")
+    def _known_fields(self) -> Channels:
+        for kind in MessageKind:
+            unknown = set(self.of(kind).template_params) - TEMPLATE_FIELDS[kind]
+            if unknown:
+                raise ValueError(
+                    f"channels.{kind}.template_params: unknown field(s) {sorted(unknown)}; "
+                    f"allowed: {sorted(TEMPLATE_FIELDS[kind])}")
+        return self
+
+    def of(self, kind: MessageKind | str) -> MessageChannels:
+        setup: MessageChannels = getattr(self, MessageKind(kind).value)
+        return setup
 
 
 DEFAULT_TIERS: tuple[Tier, ...] = (
@@ -165,6 +256,7 @@ class Program(_Strict):
     crosssell: CrossSell = CrossSell()
     birthdays: Birthdays = Birthdays()
     messages: Messages = Messages()
+    channels: Channels = Channels()
 
     @field_validator("tiers")
     @classmethod

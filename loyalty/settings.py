@@ -36,9 +36,6 @@ class Settings(BaseSettings):
     zalo_secret_key: SecretStr = SecretStr("")
     zalo_access_token: SecretStr = SecretStr("")
     zalo_refresh_token: SecretStr = SecretStr("")
-    # consultation (cs), template (template) or ZNS by phone (zns).
-    zalo_channel: str = "cs"
-    zalo_template_id: str = ""
     zalo_timeout_seconds: float = 10.0
     zalo_rate_per_second: float = 50.0
 

@@ -31,7 +31,7 @@ from loyalty.services.events import handle_order_event
 from loyalty.services.outbox import send_message
 from loyalty.services.stats import read_stats, stats_json
 from loyalty.storage.db import transaction
-from loyalty.storage.tables import CrosssellAssignment, Customer, LedgerEntry
+from loyalty.storage.tables import CrosssellAssignment, Customer, LedgerEntry, Order
 from loyalty.storage.zalo_tokens import DbTokenStore
 from tests.support.events import order_event
 from tests.support.http_server import serving
@@ -89,6 +89,13 @@ def add_members(shop: Loyalty, ids: list[str], points: int) -> None:
                                  created_at=SCAN - timedelta(days=90),
                                  updated_at=SCAN - timedelta(days=90)))
             session.flush()
+            # The order that earned them: members in contact within 6 months, as Zalo's
+            # rule for promotional messages wants.
+            session.add(Order(order_id=f"seed-{customer_id}", customer_id=customer_id,
+                              status="delivered", payment_status="paid", total_payable=0,
+                              shipping_fee=0, placed_at=SCAN - timedelta(days=90),
+                              occurred_at=SCAN - timedelta(days=90), earned=True,
+                              updated_at=SCAN - timedelta(days=90)))
             session.add(LedgerEntry(customer_id=customer_id, kind="order_credit",
                                     points=points, order_id=f"seed-{customer_id}",
                                     tier="member", multiplier="1.0", balance_after=points,

@@ -109,11 +109,12 @@ def test_crosssell_run_counts_and_queues_once_per_day(loyalty: Loyalty, tmp_path
     run(loyalty, "events", "import", str(history))
     as_of = "2026-11-23T09:00:00+07:00"
     dry = run(loyalty, "crosssell", "run", "--as-of", as_of, "--dry-run")
-    assert dry.stdout.strip() == "selected 1, queued 0, skipped unreachable 1 (dry run)"
+    caps = "over the monthly cap 0, no contact within 6 months 0"
+    assert dry.stdout.strip() == f"selected 1, queued 0, skipped unreachable 1, {caps} (dry run)"
     first = run(loyalty, "crosssell", "run", "--as-of", as_of)
-    assert first.stdout.strip() == "selected 1, queued 1, skipped unreachable 1"
+    assert first.stdout.strip() == f"selected 1, queued 1, skipped unreachable 1, {caps}"
     again = run(loyalty, "crosssell", "run", "--as-of", "2026-11-23T15:00:00+07:00")
-    assert again.stdout.strip() == "selected 0, queued 0, skipped unreachable 1"
+    assert again.stdout.strip() == f"selected 0, queued 0, skipped unreachable 1, {caps}"
     naive = run(loyalty, "crosssell", "run", "--as-of", "2026-11-23T09:00:00")
     assert naive.returncode != 0 and "offset" in naive.stderr
     assert run(loyalty, "tags", "sweep", "--as-of", as_of).stdout.strip() == "cleared 0 tag(s)"

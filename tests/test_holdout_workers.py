@@ -27,6 +27,7 @@ from loyalty.storage.tables import (
     CustomerTag,
     LedgerEntry,
     Message,
+    Order,
 )
 from loyalty.storage.zalo_tokens import DbTokenStore
 from tests.support.db import wait_until_processed
@@ -93,6 +94,12 @@ def test_a_held_out_member_is_never_messaged_tagged_or_given_a_bonus(
             session.add(Customer(id=customer_id, tier="silver", points=1850,
                                  zalo_user_id=f"zalo-{customer_id}", name="Lan",
                                  created_at=as_of, updated_at=as_of))
+            session.flush()
+            # A recent order: in contact, as Zalo's rule for promotional messages wants.
+            session.add(Order(order_id=f"seed-{customer_id}", customer_id=customer_id,
+                              status="delivered", payment_status="paid", total_payable=0,
+                              shipping_fee=0, placed_at=as_of, occurred_at=as_of, earned=True,
+                              updated_at=as_of))
 
     # Two scans at once on the two workers, as two beats would send them.
     for _ in range(2):

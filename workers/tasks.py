@@ -158,7 +158,8 @@ def crosssell_scan(as_of: str | None = None) -> dict[str, int]:
     report = run_scan(loyalty, _as_of(as_of))
     outbox.dispatch(loyalty, report.queued)
     return {"selected": report.selected, "queued": len(report.queued),
-            "unreachable": report.unreachable}
+            "unreachable": report.unreachable, "over_monthly_cap": report.over_monthly_cap,
+            "no_recent_contact": report.no_recent_contact}
 
 
 @task(queueing.SEND_MESSAGE)

@@ -33,6 +33,6 @@ def may_receive_gift(program: Program, last_gift_at: datetime | None, now: datet
     return last_gift_at is None or last_gift_at <= gift_window_start(program, now)
 
 
-def birthday_text(program: Program, tier: Tier, name: str | None) -> str:
-    return program.messages.birthday.format(name=name or "bạn", tier_name=tier.name_vi,
-                                            gift=tier.birthday_gift)
+def birthday_fields(tier: Tier, name: str | None) -> dict[str, str]:
+    """A gift message's text placeholders and template data."""
+    return {"name": name or "bạn", "tier_name": tier.name_vi, "gift": tier.birthday_gift}

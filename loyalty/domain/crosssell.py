@@ -68,18 +68,26 @@ def bonus_offer(program: Program, nudge_sent_at: datetime) -> BonusOffer:
     return BonusOffer(program.crosssell.bonus_points, bonus_deadline(program, nudge_sent_at))
 
 
-def nudge_text(program: Program, *, points: int, name: str | None, deadline: datetime,
-               zone: ZoneInfo) -> str:
+def nudge_fields(program: Program, *, points: int, name: str | None, deadline: datetime,
+                 zone: ZoneInfo) -> dict[str, str]:
+    """The member's numbers in a nudge: its text's placeholders and its template's data."""
     upper = next_tier(program, tier_for_points(program, points))
     assert upper is not None, "the top tier is never nudged"
-    return program.messages.nudge.format(
-        points=points, points_to_next_tier=points_to_next_tier(program, points),
-        next_tier_name=upper.name_vi, bonus_points=program.crosssell.bonus_points,
-        bonus_deadline=deadline.astimezone(zone).strftime("%H:%M %d/%m/%Y"),
-        name=name or "bạn")
+    return {"points": str(points),
+            "points_to_next_tier": str(points_to_next_tier(program, points)),
+            "next_tier_name": upper.name_vi,
+            "bonus_points": str(program.crosssell.bonus_points),
+            "bonus_deadline": deadline.astimezone(zone).strftime("%H:%M %d/%m/%Y"),
+            "name": name or "bạn"}
 
 
-def bonus_reversal_text(program: Program, *, order_id: str, bonus_points: int, points: int,
-                        name: str | None) -> str:
-    return program.messages.bonus_reversal.format(
-        order_id=order_id, bonus_points=bonus_points, points=points, name=name or "bạn")
+def nudge_text(program: Program, *, points: int, name: str | None, deadline: datetime,
+               zone: ZoneInfo) -> str:
+    return program.messages.nudge.format(**nudge_fields(
+        program, points=points, name=name, deadline=deadline, zone=zone))
+
+
+def bonus_reversal_fields(*, order_id: str, bonus_points: int, points: int,
+                          name: str | None) -> dict[str, str]:
+    return {"order_id": order_id, "bonus_points": str(bonus_points), "points": str(points),
+            "name": name or "bạn"}

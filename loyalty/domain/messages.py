@@ -1,15 +1,17 @@
-"""Messages to members and the outbox's vocabulary: SPEC §5 (channels, who can be reached,
-night-time bans, retries). No I/O.
+"""Messages to members and the outbox's vocabulary: SPEC §5 (channels, night-time bans,
+retries). No I/O. Which channel carries a message is ``channels``.
 
 A message is recorded before it is tried and its result after:
 ``pending → sending → sent | failed``; ``held`` waits for ``not_before`` (night ban,
-quota); ``unknown``: a worker died mid-send, so whether Zalo got it is not known. It is
-reported, never sent again blindly.
+quota); ``skipped``: no channel could carry it (or a cap forbade it), so it was never tried;
+``unknown``: a worker died mid-send, so whether Zalo got it is not known. It is reported,
+never sent again blindly. Every call to a channel is an attempt, recorded with its outcome.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from enum import StrEnum
 from zoneinfo import ZoneInfo
@@ -27,12 +29,15 @@ class MessageStatus(StrEnum):
     SENT = "sent"
     FAILED = "failed"
     HELD = "held"
+    SKIPPED = "skipped"
     UNKNOWN = "unknown"
 
 
 # Statuses from which a message may still reach the member (or may have: unknown).
 OPEN_STATUSES = (MessageStatus.PENDING, MessageStatus.SENDING, MessageStatus.HELD,
                  MessageStatus.UNKNOWN)
+# Statuses of messages that certainly never reached the member.
+NOT_DELIVERED = (MessageStatus.FAILED, MessageStatus.SKIPPED)
 # Statuses a send task may pick a message up from.
 SENDABLE_STATUSES = (MessageStatus.PENDING, MessageStatus.HELD)
 
@@ -44,30 +49,28 @@ class Channel(StrEnum):
     LOG = "log"  # no Zalo credentials: written to the log, kept in the outbox
 
 
-class Contact(StrEnum):
-    """The customer field a channel reaches them by."""
+class AttemptOutcome(StrEnum):
+    """What one call to one channel came to. ``started`` is written before the call, so an
+    attempt still ``started`` is one whose worker died waiting for Zalo."""
 
-    ZALO_USER_ID = "zalo_user_id"
-    PHONE = "phone"
-
-
-def contact_for(channel: Channel) -> Contact:
-    """Who can be reached on ``channel``: those with this field set."""
-    return Contact.PHONE if channel is Channel.ZNS else Contact.ZALO_USER_ID
-
-
-def recipient(channel: Channel, *, phone: str | None, zalo_user_id: str | None) -> str | None:
-    return phone if contact_for(channel) is Contact.PHONE else zalo_user_id
+    STARTED = "started"
+    SENT = "sent"
+    REFUSED = "refused"  # final for this member on this channel: the plan moves on
+    RETRY = "retry"  # transient: the same channel again later
+    HELD = "held"  # night ban, quota or token trouble: the same channel in the morning
 
 
 @dataclass(frozen=True)
 class Outgoing:
-    """A message on its way to a sender."""
+    """A message on its way to a sender: the text for the consultation message and the log,
+    the template and its data for the template channels."""
 
     message_id: int
     channel: Channel
     recipient: str
     text: str
+    template_id: str = ""
+    template_data: Mapping[str, str] = field(default_factory=dict)
 
 
 def retry_delay(attempts: int) -> float:

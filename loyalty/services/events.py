@@ -96,7 +96,7 @@ def handle_order_events(loyalty: Loyalty, raws: Sequence[Any], *, source: str
             invalid[index] = refusal
     with transaction(loyalty.sessions) as session:
         applied = iter(apply_events(session, loyalty.program, parsed, loyalty.clock(),
-                                    notify_channel=loyalty.channel))
+                                    notify=True))
         results = [_invalid(raws[index], invalid[index]) if index in invalid else next(applied)
                    for index in range(len(raws))]
         kept = {index: refused_row(raws[index], result.refusal.errors, source, loyalty.clock())
@@ -152,7 +152,7 @@ def replay_refused(loyalty: Loyalty, refused_id: int) -> Applied:
             raise UnknownRefusedEvent(refused_id)
         try:
             [applied] = apply_events(session, loyalty.program, [parse_event(row.payload)],
-                                     loyalty.clock(), notify_channel=loyalty.channel)
+                                     loyalty.clock(), notify=True)
         except InvalidEvent as refusal:
             applied = _invalid(row.payload, refusal)
         row.replay_outcome = applied.outcome

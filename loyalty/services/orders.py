@@ -25,7 +25,7 @@ from loyalty.domain.events import (
     OrderStatus,
     PaymentStatus,
 )
-from loyalty.domain.messages import Channel, MessageKind, MessageStatus
+from loyalty.domain.messages import MessageKind, MessageStatus
 from loyalty.domain.orders import (
     OrderState,
     Outcome,
@@ -64,10 +64,10 @@ class ConcurrentChange(Exception):
 
 
 def apply_events(session: Session, program: Program, events: Sequence[OrderEvent],
-                 now: datetime, *, notify_channel: Channel | None = None) -> list[Applied]:
+                 now: datetime, *, notify: bool = False) -> list[Applied]:
     """Apply ``events`` in arrival order; one ``Applied`` per event, in the same order.
 
-    ``notify_channel`` is where a customer is told that a bonus was taken back; None (the
+    ``notify``: whether a customer is told that a bonus was taken back; False (the
     historical import) tells nobody. An event that cannot be applied comes back refused
     (``refusal``) and leaves no trace; the others apply.
     """
@@ -114,9 +114,9 @@ def apply_events(session: Session, program: Program, events: Sequence[OrderEvent
             rows.setdefault(event.order_id, []).extend(step)
             posted += step
         messages: tuple[int, ...] = ()
-        if notify_channel is not None:
+        if notify:
             notice = crosssell.bonus_reversal_notice(session, program, member, event.order_id,
-                                                     posted, notify_channel, now)
+                                                     posted, now)
             messages = () if notice is None else (notice,)
         results[i] = Applied(event.event_id, event.order_id, member.id,
                              outcome_of(change, before), sum(p.points for p in posted),

@@ -2,8 +2,8 @@
 
 Every worker process applies events to the same database, so counting there is right across
 all of them, survives restarts, and needs no coordination. Each reader below is one small
-query that returns one or more ``Counts``; a new counter (nudges sent / failed from the
-messages outbox, say) is one more reader appended to ``READERS``.
+query that returns one or more ``Counts``; a new counter is one more reader appended to
+``READERS``.
 """
 
 from __future__ import annotations
@@ -16,13 +16,15 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from loyalty.domain.messages import MessageKind, MessageStatus
+from loyalty.domain.channels import SkipReason
+from loyalty.domain.messages import Channel, MessageKind, MessageStatus
 from loyalty.domain.orders import APPLIED_OUTCOMES
 from loyalty.domain.points import LedgerKind
 from loyalty.program import Program
 from loyalty.services.campaign_results import counts_by_group
 from loyalty.storage.db import transaction
 from loyalty.storage.tables import (
+    CampaignRun,
     Customer,
     LedgerEntry,
     Message,
@@ -128,8 +130,32 @@ def crosssell_counts(session: Session, program: Program) -> list[Counts]:
     ]
 
 
+def channel_counts(session: Session, program: Program) -> list[Counts]:
+    """Sent messages by the channel that carried them, and nudges skipped (never tried) by
+    why: Zalo's caps and no channel, at the scan and when sending."""
+    counts = [Counts(f"{kind}_sent_by_channel", f"{kind} messages sent, by channel", "channel",
+                     _zeros(Channel) | _grouped(session, Message.channel, func.count(),
+                                                Message.kind == kind,
+                                                Message.status == MessageStatus.SENT))
+              for kind in MessageKind]
+    at_scan = session.execute(select(
+        func.coalesce(func.sum(CampaignRun.over_monthly_cap), 0),
+        func.coalesce(func.sum(CampaignRun.no_recent_contact), 0),
+        func.coalesce(func.sum(CampaignRun.unreachable), 0))
+        .where(CampaignRun.campaign == "crosssell")).one()
+    skipped = dict(zip((SkipReason.MONTHLY_CAP, SkipReason.NO_RECENT_CONTACT,
+                        SkipReason.NO_CHANNEL), map(int, at_scan), strict=True))
+    for reason, number in _grouped(session, Message.skip_reason, func.count(),
+                                   Message.kind == MessageKind.NUDGE,
+                                   Message.status == MessageStatus.SKIPPED).items():
+        skipped[reason] = skipped.get(reason, 0) + number
+    counts.append(Counts("nudge_skips", "nudges skipped by the scans' caps and channel plan, "
+                         "by reason", "reason", _zeros(SkipReason) | skipped))
+    return counts
+
+
 READERS: tuple[Reader, ...] = (event_counts, ledger_counts, members_by_tier, message_counts,
-                               crosssell_counts)
+                               channel_counts, crosssell_counts)
 
 
 def read_stats(loyalty: Loyalty, readers: Iterable[Reader] = READERS) -> list[Counts]:

@@ -15,7 +15,6 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from loyalty.domain.crosssell import tag_expires_at
-from loyalty.domain.messages import Channel
 from loyalty.services.outbox import AfterCommit
 from loyalty.storage.db import transaction
 from loyalty.storage.tables import Customer, CustomerTag, Message
@@ -32,9 +31,12 @@ def tag_nudged_member(loyalty: Loyalty, session: Session, nudge: Message) -> Aft
     session.add(CustomerTag(customer_id=nudge.customer_id, name=crosssell.tag_name,
                             message_id=nudge.id, set_at=nudge.sent_at,
                             expires_at=tag_expires_at(loyalty.program, nudge.sent_at)))
-    if not crosssell.mirror_oa_tag or nudge.channel == Channel.ZNS or not nudge.recipient:
+    if not crosssell.mirror_oa_tag:
         return None
-    user_id = nudge.recipient
+    # Whatever channel carried the nudge, the OA tags the member's OA user id, if any.
+    user_id = session.get_one(Customer, nudge.customer_id).zalo_user_id
+    if user_id is None:
+        return None
     return lambda: loyalty.tasks.mirror_oa_tag(user_id, crosssell.tag_name, add=True)
 
 

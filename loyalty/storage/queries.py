@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection, Sequence
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, Connection, ScalarSelect, func, select, text
+from sqlalchemy import ColumnElement, Connection, ScalarSelect, and_, false, func, or_, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from loyalty.domain.messages import Channel, contact_for
-from loyalty.storage.tables import Base, Customer, Order
+from loyalty.domain.channels import calendar_month
+from loyalty.domain.messages import NOT_DELIVERED, Channel, MessageKind
+from loyalty.program import Program
+from loyalty.storage.tables import Base, Customer, Message, Order
 
 
 def insert_if_absent(session: Session, model: type[Base], values: dict[str, Any],
@@ -61,9 +66,39 @@ def take_program_lock(connection: Connection) -> None:
 
 
 
-def reachable_on(channel: Channel) -> ColumnElement[bool]:
-    """Customers who can be reached on ``channel`` (``messages.contact_for``)."""
-    return getattr(Customer, contact_for(channel)).is_not(None)
+def reachable_by(plan: Sequence[Channel]) -> ColumnElement[bool]:
+    """Customers with the contact some channel of ``plan`` needs (``channels.recipient``)."""
+    contacts = {Customer.phone if channel is Channel.ZNS else Customer.zalo_user_id
+                for channel in plan if channel is not Channel.LOG}
+    if Channel.LOG in plan:
+        contacts |= {Customer.phone, Customer.zalo_user_id}
+    return or_(false(), *(column.is_not(None) for column in contacts))
+
+
+def promotional_in_month(kinds: Collection[str], start: datetime,
+                         end: datetime) -> ScalarSelect[int]:
+    """The customer's promotional messages (of ``kinds``) queued or sent in ``[start, end)``
+    that may have reached them: Zalo counts a message in the month it is sent, we count it
+    in that one and in the month it was queued."""
+    return select(func.count()).where(
+        Message.customer_id == Customer.id, Message.kind.in_(kinds),
+        Message.status.not_in(NOT_DELIVERED),
+        or_(and_(Message.created_at >= start, Message.created_at < end),
+            and_(Message.sent_at >= start, Message.sent_at < end))).scalar_subquery()
+
+
+def last_order_event() -> ScalarSelect[datetime | None]:
+    """When the customer's latest order event happened: the last contact we know of."""
+    return select(func.max(Order.occurred_at)).where(
+        Order.customer_id == Customer.id).scalar_subquery()
+
+
+def cap_history(program: Program, now: datetime, zone: ZoneInfo
+                ) -> tuple[ScalarSelect[int], ScalarSelect[datetime | None]]:
+    """What Zalo's caps look at, per customer (``channels.cap_reason``): their promotional
+    messages in this calendar month, and their last order event."""
+    kinds = [kind for kind in MessageKind if program.channels.of(kind).promotional]
+    return promotional_in_month(kinds, *calendar_month(now, zone)), last_order_event()
 
 
 # Rows per multi-row INSERT: well under both databases' limit on bound parameters.

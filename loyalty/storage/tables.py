@@ -24,7 +24,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from loyalty.domain.messages import MessageKind, MessageStatus
+from loyalty.domain.messages import AttemptOutcome, MessageKind, MessageStatus
 from loyalty.domain.points import LedgerKind
 from loyalty.domain.tiers import TierChangeReason
 
@@ -224,9 +224,12 @@ class Message(Base):
     # The day a nudge or a birthday gift belongs to (local date): one of each per day.
     period: Mapped[date | None] = mapped_column(Date)
     order_id: Mapped[str | None] = mapped_column(String(128))
-    channel: Mapped[str] = mapped_column(String(16))
+    # The channel of the latest attempt, the one that carried it once sent; None until tried.
+    channel: Mapped[str | None] = mapped_column(String(16))
     recipient: Mapped[str | None] = mapped_column(String(64))
     text: Mapped[str] = mapped_column(Text)
+    # The values in the text, by placeholder: the template channels' data.
+    fields: Mapped[dict[str, str] | None] = mapped_column(JSON)
     status: Mapped[str] = mapped_column(String(16), default=MessageStatus.PENDING)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     not_before: Mapped[datetime | None] = mapped_column(Timestamp())
@@ -237,6 +240,8 @@ class Message(Base):
     provider_message_id: Mapped[str | None] = mapped_column(String(64))
     error_code: Mapped[int | None] = mapped_column(Integer)
     error: Mapped[str | None] = mapped_column(Text)
+    # Why a skipped message was never tried (``channels.SkipReason``).
+    skip_reason: Mapped[str | None] = mapped_column(String(32))
 
     __table_args__ = (
         # A scan run twice, or by two beats at once, adds no second nudge for the day.
@@ -247,6 +252,25 @@ class Message(Base):
         CheckConstraint(_one_of("status", MessageStatus), name="ck_message_status"),
         Index("ix_messages_customer_kind", "customer_id", "kind", "created_at"),
         Index("ix_messages_status", "status", "not_before"),
+    )
+
+
+class MessageAttempt(Base):
+    """One call to one channel for one message, written before the call and completed
+    with its outcome after it: the journal of the message's channel plan."""
+
+    __tablename__ = "message_attempts"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    message_id: Mapped[int] = mapped_column(ForeignKey("messages.id"), index=True)
+    channel: Mapped[str] = mapped_column(String(16))
+    attempted_at: Mapped[datetime] = mapped_column(Timestamp())
+    outcome: Mapped[str] = mapped_column(String(16))
+    error_code: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (
+        CheckConstraint(_one_of("outcome", AttemptOutcome), name="ck_attempt_outcome"),
     )
 
 
@@ -281,6 +305,9 @@ class CampaignRun(Base):
     selected: Mapped[int] = mapped_column(Integer)
     queued: Mapped[int] = mapped_column(Integer)
     unreachable: Mapped[int] = mapped_column(Integer)
+    # Members skipped for Zalo's caps on promotional messages.
+    over_monthly_cap: Mapped[int] = mapped_column(Integer, default=0)
+    no_recent_contact: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(Timestamp())
 
 

@@ -15,6 +15,7 @@ from loyalty.zalo.errors import (
     ZaloQuotaExceeded,
     ZaloRetryable,
     ZaloTokenError,
+    ZaloUnexpectedAnswer,
     classify,
     error_for,
 )
@@ -35,6 +36,7 @@ __all__ = [
     "ZaloQuotaExceeded",
     "ZaloRetryable",
     "ZaloTokenError",
+    "ZaloUnexpectedAnswer",
     "classify",
     "error_for",
     "mask_phone",

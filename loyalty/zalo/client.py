@@ -12,6 +12,7 @@ import logging
 import re
 import time
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -23,6 +24,7 @@ from loyalty.zalo.errors import (
     ZaloFinalError,
     ZaloRetryable,
     ZaloTokenError,
+    ZaloUnexpectedAnswer,
     classify,
     error_for,
 )
@@ -33,6 +35,7 @@ logger = logging.getLogger(__name__)
 
 CS_MESSAGE_PATH = "/v3.0/oa/message/cs"
 TEMPLATE_MESSAGE_PATH = "/v3.0/oa/message/template"
+QUOTA_PATH = "/v3.0/oa/quota/message"
 ZNS_MESSAGE_PATH = "/message/template"
 TAG_FOLLOWER_PATH = "/v2.0/oa/tag/tagfollower"
 UNTAG_FOLLOWER_PATH = "/v2.0/oa/tag/rmfollowerfromtag"
@@ -182,6 +185,17 @@ class ZaloClient:
         data = self._call(self._business_api_url + ZNS_MESSAGE_PATH, body, f"ZNS to {masked}")
         return _message_id(data)
 
+    def last_interaction(self, user_id: str) -> datetime | None:
+        """When the user last interacted with the OA (None: never), from the quota call.
+
+        Zalo's own page for this call could not be checked; third-party integrations show
+        ``{"user_id": ...}`` asked and ``data.last_interaction`` answered. Anything else
+        raises ``ZaloUnexpectedAnswer``: the caller then does not know the window.
+        """
+        data = self._call(self._api_url + QUOTA_PATH, {"user_id": user_id},
+                          f"quota of {user_id}")
+        return _last_interaction(data)
+
     def tag_follower(self, user_id: str, tag_name: str) -> None:
         body = {"user_id": user_id, "tag_name": tag_name}
         self._call(self._api_url + TAG_FOLLOWER_PATH, body, f"tag {user_id}")
@@ -251,6 +265,31 @@ def _data_or_raise(response: requests.Response) -> dict[str, Any]:
     if classify(code) is ErrorKind.TOKEN:
         raise _TokenRefused(code, message)
     raise error_for(code, message, retry_after_from_headers(response.headers))
+
+
+# Epoch times as Zalo writes them, milliseconds (13 digits) or seconds (10 digits).
+_EPOCH_MS = re.compile(r"1\d{12}", re.ASCII)
+_EPOCH_S = re.compile(r"1\d{9}", re.ASCII)
+
+
+def _last_interaction(data: Mapping[str, Any]) -> datetime | None:
+    if "last_interaction" not in data:
+        raise ZaloUnexpectedAnswer(None, "quota answer without last_interaction")
+    value = data["last_interaction"]
+    if value is None:
+        return None
+    text = str(value) if isinstance(value, int | str) and not isinstance(value, bool) else ""
+    if _EPOCH_MS.fullmatch(text):
+        return datetime.fromtimestamp(int(text) / 1000, UTC)
+    if _EPOCH_S.fullmatch(text):
+        return datetime.fromtimestamp(int(text), UTC)
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        moment = None
+    if moment is None or moment.tzinfo is None:
+        raise ZaloUnexpectedAnswer(None, f"last_interaction not understood: {value!r:.40}")
+    return moment
 
 
 def _message_id(data: Mapping[str, Any]) -> str:

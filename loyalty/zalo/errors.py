@@ -81,6 +81,10 @@ class ZaloFinalError(ZaloError):
     """Final for this recipient or message (not a follower, blocked, bad phone, …)."""
 
 
+class ZaloUnexpectedAnswer(ZaloError):
+    """Zalo answered ``error: 0`` with data this client does not understand."""
+
+
 class ZaloTokenError(ZaloError):
     """The access token was refused even after a refresh, or the refresh itself failed.
 

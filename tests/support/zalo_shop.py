@@ -1,4 +1,5 @@
-"""A shop that talks to the local fake Zalo, and workers that run with its settings."""
+"""A shop that talks to the local fake Zalo: its settings, its worker processes and its
+``Loyalty``, for the test modules that send through real workers."""
 
 from __future__ import annotations
 
@@ -11,14 +12,16 @@ from pydantic import SecretStr
 
 from devtools.fake_zalo import FakeZalo
 from devtools.processes import WorkerProcess
+from loyalty.bootstrap import Loyalty
 from loyalty.settings import Settings
+from loyalty.storage.zalo_tokens import DbTokenStore
 
 
 def zalo_settings(base: Settings, fake: FakeZalo, **changes: Any) -> Settings:
     """``base`` with the OA credentials of ``fake`` and every Zalo host pointed at it."""
     pair = fake.initial_tokens
     return base.model_copy(update={
-        "zalo_app_id": "fake-app", "zalo_secret_key": SecretStr("fake-secret"),
+        "zalo_app_id": fake.app_id, "zalo_secret_key": SecretStr(fake.secret_key),
         "zalo_access_token": SecretStr(pair.access_token),
         "zalo_refresh_token": SecretStr(pair.refresh_token),
         "zalo_api_url": fake.url, "zalo_oauth_url": fake.url,
@@ -40,3 +43,13 @@ def workers_with(settings: Settings, stepping_aside: list[WorkerProcess], logs: 
             worker.stop()
         for worker in stepping_aside:
             worker.start()
+
+
+def open_shop(settings: Settings, fake: FakeZalo) -> Iterator[Loyalty]:
+    """The shop on ``settings``, its failures forgotten and its tokens fresh (a fixture's
+    body)."""
+    fake.clear_failures()
+    shop = Loyalty.from_settings(settings)
+    DbTokenStore(shop.sessions).save(fake.issue_tokens())
+    yield shop
+    shop.engine.dispose()

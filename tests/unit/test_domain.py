@@ -14,14 +14,7 @@ from hypothesis import strategies as st
 from loyalty.domain.birthdays import birthdays_celebrated_on, is_birthday, may_receive_gift
 from loyalty.domain.crosssell import bonus_window_for_order, earns_bonus
 from loyalty.domain.events import parse_event
-from loyalty.domain.messages import (
-    Channel,
-    Contact,
-    contact_for,
-    next_morning,
-    next_quota_day,
-    recipient,
-)
+from loyalty.domain.messages import next_morning, next_quota_day
 from loyalty.domain.orders import PointsAction, apply_order_event
 from loyalty.domain.points import (
     LedgerKind,
@@ -186,14 +179,6 @@ def test_at_most_one_gift_in_365_days() -> None:
     assert may_receive_gift(PROGRAM, None, now)
     assert not may_receive_gift(PROGRAM, now - timedelta(days=364), now)
     assert may_receive_gift(PROGRAM, now - timedelta(days=365), now)
-
-
-def test_who_can_be_reached_on_each_channel() -> None:
-    assert contact_for(Channel.ZNS) is Contact.PHONE
-    for channel in (Channel.CONSULTATION, Channel.TEMPLATE, Channel.LOG):
-        assert contact_for(channel) is Contact.ZALO_USER_ID
-    assert recipient(Channel.ZNS, phone="0901", zalo_user_id="u1") == "0901"
-    assert recipient(Channel.CONSULTATION, phone="0901", zalo_user_id=None) is None
 
 
 def test_held_messages_wait_for_morning_or_for_the_next_quota_day() -> None:
