@@ -18,6 +18,7 @@ import psycopg
 import pytest
 from sqlalchemy import text
 
+from devtools.fake_zalo import FakeZalo
 from devtools.processes import WorkerProcess
 from devtools.redis_db import claim_redis_db, release_redis_db
 from loyalty.bootstrap import Loyalty
@@ -135,3 +136,10 @@ def celery_sender(migrated: Settings):  # type: ignore[no-untyped-def]
 @pytest.fixture
 def data_dir(settings: Settings) -> Path:
     return Path(settings.data_dir)
+
+
+@pytest.fixture(scope="module")
+def fake_zalo() -> Iterator[FakeZalo]:
+    """A local server that answers like Zalo's hosts, one per test module."""
+    with FakeZalo() as fake:
+        yield fake

@@ -33,6 +33,7 @@ from loyalty.services.stats import read_stats, stats_json
 from loyalty.storage.db import transaction
 from loyalty.storage.tables import CrosssellAssignment, Customer, LedgerEntry, Order
 from loyalty.storage.zalo_tokens import DbTokenStore
+from tests.support.browser import new_page
 from tests.support.events import order_event
 from tests.support.http_server import serving
 from tests.support.zalo_shop import zalo_settings
@@ -53,12 +54,6 @@ class Clock:
 
     def __call__(self) -> datetime:
         return self.now
-
-
-@pytest.fixture(scope="module")
-def fake_zalo() -> Iterator[FakeZalo]:
-    with FakeZalo() as fake:
-        yield fake
 
 
 @pytest.fixture
@@ -279,15 +274,8 @@ def test_cli_and_http_give_the_same_report(shop: Loyalty, fake_zalo: FakeZalo,
 @contextmanager
 def desktop_page(browser: Browser) -> Iterator[Page]:
     """A page on a marketer's screen, in its own context; uncaught page errors fail."""
-    context = browser.new_context(viewport={"width": 1100, "height": 1400})
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    try:
+    with new_page(browser, viewport={"width": 1100, "height": 1400}) as page:
         yield page
-    finally:
-        context.close()
-    assert not errors, f"the page threw: {errors}"
 
 
 def test_console_page_shows_chart_and_table_and_refuses_without_the_token(

@@ -47,12 +47,6 @@ template_id = "{TEMPLATE_ID}"
 """
 
 
-@pytest.fixture(scope="module")
-def fake_zalo() -> Iterator[FakeZalo]:
-    with FakeZalo() as fake:
-        yield fake
-
-
 def _program(tmp_path_factory: pytest.TempPathFactory, text: str) -> Path:
     path = tmp_path_factory.mktemp("program") / "program.toml"
     path.write_text(text, encoding="utf-8")

@@ -35,12 +35,6 @@ CS_PATH = "/v3.0/oa/message/cs"
 
 
 @pytest.fixture(scope="module")
-def fake_zalo() -> Iterator[FakeZalo]:
-    with FakeZalo() as fake:
-        yield fake
-
-
-@pytest.fixture(scope="module")
 def zalo_settings(migrated: Settings, fake_zalo: FakeZalo,
                   tmp_path_factory: pytest.TempPathFactory) -> Settings:
     program = tmp_path_factory.mktemp("program") / "program.toml"

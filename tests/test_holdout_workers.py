@@ -40,12 +40,6 @@ TAG = "Đã gửi tin"
 
 
 @pytest.fixture(scope="module")
-def fake_zalo() -> Iterator[FakeZalo]:
-    with FakeZalo() as fake:
-        yield fake
-
-
-@pytest.fixture(scope="module")
 def holdout_settings(migrated: Settings, fake_zalo: FakeZalo,
                      tmp_path_factory: pytest.TempPathFactory) -> Settings:
     program = tmp_path_factory.mktemp("program") / "program.toml"

@@ -105,8 +105,15 @@ def miniapp_builds(tmp_path_factory: pytest.TempPathFactory) -> MiniappBuilds:
 @contextmanager
 def phone_page(browser: Browser, timezone_id: str = "Asia/Ho_Chi_Minh") -> Iterator[Page]:
     """A new page on a phone-sized screen, in its own context; uncaught page errors fail."""
-    context = browser.new_context(viewport=VIEWPORT, device_scale_factor=2, locale="vi-VN",
-                                  timezone_id=timezone_id)
+    with new_page(browser, viewport=VIEWPORT, device_scale_factor=2, locale="vi-VN",
+                  timezone_id=timezone_id) as page:
+        yield page
+
+
+@contextmanager
+def new_page(browser: Browser, **context_options: Any) -> Iterator[Page]:
+    """A new page in its own browser context; uncaught page errors fail."""
+    context = browser.new_context(**context_options)
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
