@@ -17,6 +17,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 
 from devtools.fake_zalo import FakeZalo
 from devtools.processes import WorkerProcess
@@ -143,3 +144,21 @@ def fake_zalo() -> Iterator[FakeZalo]:
     """A local server that answers like Zalo's hosts, one per test module."""
     with FakeZalo() as fake:
         yield fake
+
+
+@pytest.fixture
+def empty_database(migrated: Settings, tmp_path: Path) -> Iterator[Settings]:
+    """This run's settings on a database of its own that has no schema yet."""
+    if not migrated.database_url:
+        yield migrated.model_copy(update={"data_dir": tmp_path})  # a new SQLite file
+        return
+    name = f"loyalty_test_{RUN_ID}_{uuid.uuid4().hex[:6]}"
+    with psycopg.connect(f"{POSTGRES_URL}/postgres", autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield migrated.model_copy(update={
+            "database_url": make_url(migrated.database_url).set(database=name)
+            .render_as_string(hide_password=False)})
+    finally:
+        with psycopg.connect(f"{POSTGRES_URL}/postgres", autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from celery import Celery
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from devtools.fake_zalo import FakeZalo
 from devtools.processes import WorkerProcess, wait_for
@@ -241,8 +241,11 @@ def test_one_token_refresh_for_many_concurrent_sends_after_expiry(
         wait_status(shop, customer_id, "sent")
     assert fake_zalo.refresh_calls - before == 1
     assert all(len(sent_to(fake_zalo, user_id)) == 1 for _, user_id in members)
-    stored = DbTokenStore(shop.sessions).load()
+    stored = DbTokenStore(shop.sessions, shop.settings.token_keys()).load()
     assert stored is not None and stored.access_token != fake_zalo.initial_tokens.access_token
+    with shop.engine.connect() as connection:  # the worker stored the new pair encrypted
+        raw = " ".join(map(str, connection.execute(text("SELECT * FROM zalo_tokens")).one()))
+    assert stored.access_token not in raw and stored.refresh_token not in raw
 
 
 @pytest.mark.parametrize("failure", [{"http_status": 500}, {"http_status": 503},
