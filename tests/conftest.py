@@ -44,6 +44,12 @@ DEFAULT_DATA_DIR = Path(tempfile.mkdtemp(prefix=f"loyalty-test-{RUN_ID}-"))
 os.environ["LOYALTY_DATA_DIR"] = str(DEFAULT_DATA_DIR)
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # The scan of every log line (tests/test_log_scan.py) runs once every other test of the
+    # session has run and its processes have written their logs; sort() keeps the order.
+    items.sort(key=lambda item: item.get_closest_marker("after_all") is not None)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _default_data_dir() -> Iterator[Path]:
     yield DEFAULT_DATA_DIR
