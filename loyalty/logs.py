@@ -89,18 +89,23 @@ def _log_uncaught(kind: type[BaseException], error: BaseException,
                                           exc_info=(kind, error, traceback))
 
 
-def configure_logging(level: int = logging.INFO) -> None:
-    """One JSON handler on the root logger, and every other logger propagating to it."""
+def configure_logging(level: int = logging.INFO, *, libraries: int = logging.WARNING) -> None:
+    """One JSON handler on the root logger, and every other logger propagating to it.
+
+    ``level`` is that of our loggers, ``libraries`` that of the others (a Celery process
+    passes its ``--loglevel``; uvicorn sets its own loggers' level).
+    """
     # sys.__stderr__: Celery replaces sys.stderr with a proxy that logs every line again.
     handler = logging.StreamHandler(sys.__stderr__)
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level)
+    root.setLevel(libraries)
     # A logger with a handler of its own would write around the masking.
     for logger in logging.Logger.manager.loggerDict.values():
         if isinstance(logger, logging.Logger):
             logger.handlers.clear()
             logger.propagate = True
+    logging.getLogger("loyalty").setLevel(level)
     logging.captureWarnings(True)
     sys.excepthook = _log_uncaught

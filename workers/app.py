@@ -22,7 +22,7 @@ def _json_logs(loglevel: int | None = None, **_: Any) -> None:
     # Connected, this replaces Celery's own set-up in the worker and in beat: its loggers
     # then propagate to our masking JSON handler (pool processes inherit it), and so does
     # whatever a task prints, as Celery would otherwise redirect it to its own handler.
-    configure_logging(loglevel or logging.INFO)
+    configure_logging(loglevel or logging.INFO, libraries=loglevel or logging.INFO)
     app.log.redirect_stdouts(app.conf.worker_redirect_stdouts_level)
 
 
