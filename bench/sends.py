@@ -29,6 +29,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import psycopg
+from cryptography.fernet import Fernet
 from pydantic import SecretStr
 
 from bench.core import Benchmark, Context, env_int
@@ -131,12 +132,13 @@ def zalo_shop(ctx: Context, label: str, *, count: int, rate: float) -> Iterator[
             "zalo_access_token": SecretStr(pair.access_token),
             "zalo_refresh_token": SecretStr(pair.refresh_token),
             "zalo_api_url": fake.url, "zalo_oauth_url": fake.url,
-            "zalo_business_api_url": fake.url, "zalo_rate_per_second": rate})
+            "zalo_business_api_url": fake.url, "zalo_rate_per_second": rate,
+            "zalo_token_keys": SecretStr(Fernet.generate_key().decode())})
         # The pair a shop stores when it authorises the OA (as tests/test_crosssell.py does);
         # the configured one is only the fallback for an empty store.
         loyalty = Loyalty.from_settings(settings)
         try:
-            DbTokenStore(loyalty.sessions).save(fake.issue_tokens())
+            DbTokenStore(loyalty.sessions, settings.token_keys()).save(fake.issue_tokens())
         finally:
             loyalty.engine.dispose()
         ids = _insert_outbox(ctx.conninfo(url), settings, count)

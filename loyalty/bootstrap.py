@@ -94,7 +94,8 @@ class Loyalty:
         if not settings.zalo_configured:
             return LogSender()
         tokens = TokenManager(
-            DbTokenStore(self.sessions), self.redis, app_id=settings.zalo_app_id,
+            DbTokenStore(self.sessions, settings.token_keys()), self.redis,
+            app_id=settings.zalo_app_id,
             secret_key=settings.zalo_secret_key.get_secret_value(),
             oauth_url=settings.zalo_oauth_url, http_timeout=settings.zalo_timeout_seconds,
             lock_timeout=max(60.0, 3 * settings.zalo_timeout_seconds),

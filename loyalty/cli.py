@@ -10,6 +10,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import click
+from pydantic import ValidationError
 
 from loyalty.bootstrap import Loyalty, get_loyalty
 from loyalty.logs import configure_logging
@@ -31,6 +32,7 @@ from loyalty.services.tags import sweep_tags
 from loyalty.settings import get_settings
 from loyalty.storage.db import database_url
 from loyalty.storage.migrate import upgrade
+from loyalty.storage.zalo_tokens import DbTokenStore, TokenKeyError
 
 
 def _loyalty() -> Loyalty:
@@ -44,6 +46,10 @@ def _loyalty() -> Loyalty:
 def main() -> None:
     """Loyalty tiers and cross-sell for shops on Zalo Mini Apps."""
     configure_logging()
+    try:
+        get_settings()
+    except ValidationError as error:
+        raise click.ClickException(f"bad settings: {error}") from None
 
 
 @main.group()
@@ -320,6 +326,26 @@ def birthdays_run(as_of: str | None) -> None:
     click.echo(f"birthdays today {report.celebrated}, gifts queued {len(report.queued)}, "
                f"skipped (gift within 365 days) {report.skipped_recent_gift}, "
                f"unreachable {report.unreachable}, over Zalo's caps {report.capped}")
+
+
+@main.group()
+def zalo() -> None:
+    """The Zalo OA token pair kept in the database."""
+
+
+@zalo.command("rotate-key")
+def zalo_rotate_key() -> None:
+    """Encrypt the stored token pair again with the first key of LOYALTY_ZALO_TOKEN_KEYS."""
+    loyalty = _loyalty()
+    keys = loyalty.settings.token_keys()
+    if not keys:
+        raise click.ClickException("LOYALTY_ZALO_TOKEN_KEYS is not set")
+    try:
+        rotated = DbTokenStore(loyalty.sessions, keys).rotate()
+    except TokenKeyError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo("the stored Zalo token pair is now encrypted with the first key" if rotated
+               else "no Zalo token pair is stored: nothing to encrypt")
 
 
 @main.command()

@@ -1,18 +1,32 @@
-"""Structured logs: one JSON object a line, phone numbers masked, no secrets."""
+"""Structured logs: one JSON object a line, phone numbers masked, no secrets.
+
+Every process writes its logs through one handler on the root logger (``configure_logging``):
+our loggers, uvicorn's error and access loggers, Celery's loggers and what Celery redirects
+from stdout and stderr all propagate to it, so the masking below covers every line of them.
+"""
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import re
 import sys
 from datetime import UTC, datetime
+from types import TracebackType
 from typing import Any
 
-_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
-# Vietnamese mobile numbers in any spelling: 0901234567, +84901234567, 84901234567.
-_PHONE = re.compile(r"(?<!\d)(?:\+?84|0)\d{8,10}(?!\d)")
+# uvicorn adds "color_message", a copy of the message with terminal colours.
+_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
+    "message", "asctime", "color_message"}
+# Phone numbers as events carry them (an optional + and 8 to 15 digits, any country),
+# wherever they stand in a text: a JSON payload, an error message, a URL. Digits that touch
+# more digits (a 19-digit Zalo user id) or follow a letter or underscore (ids such as
+# SO20261120001) are left alone, as are UUIDs (task ids); digits after a JSON escape (\n,
+# \u0000) or an encoded + (%2B) are masked all the same. ISO times never have 8 digits in a row.
+_PHONE = re.compile(
+    r"(?P<uuid>\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b)"
+    r"|(?:(?<![0-9A-Za-z_])|(?<=\\[bfnrt])|(?<=\\u[0-9a-fA-F]{4})|(?<=%2[Bb]))"
+    r"\+?[0-9]{8,15}(?![0-9])")
 
 
 def mask_phone(phone: str | None) -> str | None:
@@ -23,12 +37,14 @@ def mask_phone(phone: str | None) -> str | None:
 
 
 def mask_phones_in(text: str) -> str:
-    return _PHONE.sub(lambda match: mask_phone(match.group(0)) or "", text)
+    return _PHONE.sub(lambda match: match.group("uuid") or mask_phone(match.group(0)) or "",
+                      text)
 
 
 # A query parameter that carries a credential (the member's page in development takes its
 # token from ``?access_token=``), in a URL an access log prints.
-_CREDENTIAL_IN_QUERY = re.compile(r"([?&][^=&\s]*(?:token|code|secret)[^=&\s]*=)[^&\s\"]*",
+# The value ends before a backslash too: in a JSON line the URL may be followed by \".
+_CREDENTIAL_IN_QUERY = re.compile(r"([?&][^=&\s]*(?:token|code|secret)[^=&\s]*=)[^&\s\"\\]*",
                                   re.IGNORECASE)
 
 
@@ -36,27 +52,11 @@ def redact_credentials_in(text: str) -> str:
     return _CREDENTIAL_IN_QUERY.sub(r"\1[redacted]", text)
 
 
-class RedactCredentials(logging.Filter):
-    """Takes credentials out of the URLs in a record, e.g. uvicorn's access log lines."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.msg, str):
-            record.msg = redact_credentials_in(record.msg)
-        if isinstance(record.args, tuple):
-            record.args = tuple(redact_credentials_in(arg) if isinstance(arg, str) else arg
-                                for arg in record.args)
-        return True
-
-
 def uvicorn_log_config() -> dict[str, Any]:
-    """uvicorn's own logging, with credentials taken out of every line it writes."""
-    from uvicorn.config import LOGGING_CONFIG
-
-    config = copy.deepcopy(LOGGING_CONFIG)
-    config["filters"] = {"redact": {"()": RedactCredentials}}
-    for handler in config["handlers"].values():
-        handler["filters"] = ["redact"]
-    return config
+    """uvicorn's logging: no handler of its own. Its error and access loggers propagate to the
+    JSON handler of ``configure_logging``, which masks phones and redacts credentials in every
+    line; uvicorn's default handlers would print their lines around both."""
+    return {"version": 1, "disable_existing_loggers": False}
 
 
 class JsonFormatter(logging.Formatter):
@@ -71,17 +71,41 @@ class JsonFormatter(logging.Formatter):
                       if key not in _STANDARD and not key.startswith("_")})
         if record.exc_info:
             entry["error"] = self.formatException(record.exc_info)
+        if record.stack_info:
+            entry["stack"] = self.formatStack(record.stack_info)
         # A last guard: whatever a caller logged, no full phone number or credential in a URL
         # leaves the process.
         return redact_credentials_in(
             mask_phones_in(json.dumps(entry, ensure_ascii=False, default=str)))
 
 
-def configure_logging(level: int = logging.INFO) -> None:
-    # sys.__stderr__: Celery replaces sys.stderr with a proxy that re-logs every line.
+def _log_uncaught(kind: type[BaseException], error: BaseException,
+                  traceback: TracebackType | None) -> None:
+    # A command that crashes prints its traceback, which may quote what it was working on.
+    if issubclass(kind, KeyboardInterrupt):
+        sys.__excepthook__(kind, error, traceback)
+        return
+    logging.getLogger("loyalty").critical("uncaught exception",
+                                          exc_info=(kind, error, traceback))
+
+
+def configure_logging(level: int = logging.INFO, *, libraries: int = logging.WARNING) -> None:
+    """One JSON handler on the root logger, and every other logger propagating to it.
+
+    ``level`` is that of our loggers, ``libraries`` that of the others (a Celery process
+    passes its ``--loglevel``; uvicorn sets its own loggers' level).
+    """
+    # sys.__stderr__: Celery replaces sys.stderr with a proxy that logs every line again.
     handler = logging.StreamHandler(sys.__stderr__)
     handler.setFormatter(JsonFormatter())
-    logger = logging.getLogger("loyalty")
-    logger.handlers[:] = [handler]
-    logger.setLevel(level)
-    logger.propagate = False
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(libraries)
+    # A logger with a handler of its own would write around the masking.
+    for logger in logging.Logger.manager.loggerDict.values():
+        if isinstance(logger, logging.Logger):
+            logger.handlers.clear()
+            logger.propagate = True
+    logging.getLogger("loyalty").setLevel(level)
+    logging.captureWarnings(True)
+    sys.excepthook = _log_uncaught

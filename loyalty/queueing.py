@@ -8,10 +8,11 @@ says (``task_routes``): that is stated here and nowhere else.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from celery import Celery
+from celery import Celery, Task
+from celery.worker.request import Request
 from kombu import Exchange, Queue
 
 from loyalty.embedded_redis import broker_url
@@ -72,8 +73,36 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     }
 
 
+def events_summary(events: Sequence[Mapping[str, Any]], shown: int = 5) -> str:
+    """The ``argsrepr`` of a task that carries ``events`` (valid JSON documents), what Flower
+    and ``celery inspect`` show of it: the events and their orders, never the customer."""
+    named = ", ".join(f"{event['event_id']} ({event['order_id']})" for event in events[:shown])
+    more = f", and {len(events) - shown} more" if len(events) > shown else ""
+    return f"{len(events)} event{'' if len(events) == 1 else 's'}: {named}{more}"
+
+
+class _ReprOnlyRequest(Request):
+    def info(self, safe: bool = False) -> dict[str, Any]:
+        # `celery inspect active/reserved/scheduled/query_task`, and so Flower's worker page,
+        # ask for the arguments themselves; they get the sender's argsrepr instead.
+        return super().info(safe=True)
+
+
+class ReprOnlyTask(Task):
+    """A task whose arguments (whole events, with phones) ops never see: Flower, task events
+    and ``celery inspect`` show the ``argsrepr`` it was sent with."""
+
+    Request = _ReprOnlyRequest
+
+    def retry(self, *args: Any, **options: Any) -> Any:
+        # A retry is a new message; Celery would give it a repr of the arguments themselves.
+        options.setdefault("argsrepr", getattr(self.request, "argsrepr", None))
+        options.setdefault("kwargsrepr", getattr(self.request, "kwargsrepr", None))
+        return super().retry(*args, **options)
+
+
 def make_celery(settings: Settings, name: str = "loyalty") -> Celery:
-    app = Celery(name)
+    app = Celery(name, task_cls=ReprOnlyTask)
     app.conf.update(celery_config(settings))
     return app
 
@@ -120,7 +149,8 @@ class TaskQueue:
         with self.app.producer_or_acquire() as producer:
             for batch in batches:
                 self.app.send_task(APPLY_ORDER_EVENTS, args=[batch], producer=producer,
-                                   retry=True, retry_policy=PUBLISH_RETRY)
+                                   retry=True, retry_policy=PUBLISH_RETRY,
+                                   argsrepr=events_summary(batch), kwargsrepr="{}")
         return sum(len(batch) for batch in batches)
 
     def send_messages(self, message_ids: Iterable[int]) -> None:

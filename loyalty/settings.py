@@ -5,12 +5,18 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from cryptography.fernet import Fernet
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+NEW_KEY_COMMAND = ('python -c "from cryptography.fernet import Fernet; '
+                   'print(Fernet.generate_key().decode())"')
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="LOYALTY_", env_file=".env", extra="ignore")
+    # hide_input_in_errors: a refused setting must not print the secrets next to it.
+    model_config = SettingsConfigDict(env_prefix="LOYALTY_", env_file=".env", extra="ignore",
+                                      hide_input_in_errors=True)
 
     database_url: str | None = None
     redis_url: str | None = None
@@ -36,6 +42,9 @@ class Settings(BaseSettings):
     zalo_secret_key: SecretStr = SecretStr("")
     zalo_access_token: SecretStr = SecretStr("")
     zalo_refresh_token: SecretStr = SecretStr("")
+    # Fernet keys, comma-separated: the first encrypts the stored token pair, all decrypt
+    # (an old key stays listed after the new one until `loyalty zalo rotate-key` has run).
+    zalo_token_keys: SecretStr = SecretStr("")
     zalo_timeout_seconds: float = 10.0
     zalo_rate_per_second: float = 50.0
 
@@ -78,6 +87,28 @@ class Settings(BaseSettings):
     def miniapp_origin_list(self) -> list[str]:
         return [origin.strip().rstrip("/") for origin in self.miniapp_origins.split(",")
                 if origin.strip()]
+
+    def token_keys(self) -> list[str]:
+        return [key.strip() for key in self.zalo_token_keys.get_secret_value().split(",")
+                if key.strip()]
+
+    @model_validator(mode="after")
+    def _token_keys_usable(self) -> Settings:
+        # At start-up, in every process: a worker must not find out at its first send.
+        keys = self.token_keys()
+        if self.zalo_configured and not keys:
+            raise ValueError(
+                "LOYALTY_ZALO_TOKEN_KEYS must be set when Zalo is configured: the token pair "
+                f"is stored encrypted with it. Make a key with: {NEW_KEY_COMMAND}")
+        for number, key in enumerate(keys, 1):
+            try:
+                Fernet(key)
+            except ValueError:
+                raise ValueError(
+                    f"LOYALTY_ZALO_TOKEN_KEYS: key {number} of {len(keys)} is not a Fernet key "
+                    f"(32 url-safe base64-encoded bytes); make one with: {NEW_KEY_COMMAND}"
+                ) from None
+        return self
 
 
 @lru_cache

@@ -17,6 +17,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 
 from devtools.fake_zalo import FakeZalo
 from devtools.processes import WorkerProcess
@@ -41,6 +42,12 @@ RUN_ID = uuid.uuid4().hex[:10]
 # stopped when the run ends.
 DEFAULT_DATA_DIR = Path(tempfile.mkdtemp(prefix=f"loyalty-test-{RUN_ID}-"))
 os.environ["LOYALTY_DATA_DIR"] = str(DEFAULT_DATA_DIR)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # The scan of every log line (tests/test_log_scan.py) runs once every other test of the
+    # session has run and its processes have written their logs; sort() keeps the order.
+    items.sort(key=lambda item: item.get_closest_marker("after_all") is not None)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -143,3 +150,21 @@ def fake_zalo() -> Iterator[FakeZalo]:
     """A local server that answers like Zalo's hosts, one per test module."""
     with FakeZalo() as fake:
         yield fake
+
+
+@pytest.fixture
+def empty_database(migrated: Settings, tmp_path: Path) -> Iterator[Settings]:
+    """This run's settings on a database of its own that has no schema yet."""
+    if not migrated.database_url:
+        yield migrated.model_copy(update={"data_dir": tmp_path})  # a new SQLite file
+        return
+    name = f"loyalty_test_{RUN_ID}_{uuid.uuid4().hex[:6]}"
+    with psycopg.connect(f"{POSTGRES_URL}/postgres", autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield migrated.model_copy(update={
+            "database_url": make_url(migrated.database_url).set(database=name)
+            .render_as_string(hide_password=False)})
+    finally:
+        with psycopg.connect(f"{POSTGRES_URL}/postgres", autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -63,7 +63,7 @@ def shop(loyalty: Loyalty, fake_zalo: FakeZalo, tmp_path: Path) -> Iterator[Loya
     shop = Loyalty.from_settings(zalo_settings(loyalty.settings, fake_zalo,
                                                program_file=program))
     shop.clock = Clock(SCAN)
-    DbTokenStore(shop.sessions).save(fake_zalo.issue_tokens())
+    DbTokenStore(shop.sessions, shop.settings.token_keys()).save(fake_zalo.issue_tokens())
     fake_zalo.clear_failures()
     yield shop
     shop.engine.dispose()

@@ -103,7 +103,7 @@ def test_crosssell_run_counts_and_queues_once_per_day(loyalty: Loyalty, tmp_path
     history = tmp_path / "near.jsonl"
     history.write_text("\n".join(json.dumps(event) for event in [
         order_event("N-1", "C-near", total=950_000, shipping=0, zalo_user_id="111"),
-        order_event("N-2", "C-mute", total=960_000, shipping=0),  # no way to reach them
+        order_event("N-2", "C-mute", total=960_000, shipping=0, phone=None),  # no way to reach them
         order_event("N-3", "C-far", total=500_000, shipping=0, zalo_user_id="333"),
     ]) + "\n", encoding="utf-8")
     run(loyalty, "events", "import", str(history))

@@ -17,18 +17,15 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import psycopg
 import pytest
 import yaml
 from sqlalchemy import inspect
-from sqlalchemy.engine import make_url
 
 from devtools.processes import ROOT, ChildProcess, settings_env, wait_for
 from loyalty.bootstrap import Loyalty
 from loyalty.queueing import QUEUES
 from loyalty.settings import Settings
 from loyalty.storage.tables import Base
-from tests.conftest import POSTGRES_URL, RUN_ID
 from tests.support.tcp_proxy import free_port
 
 COMPOSE: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
@@ -231,24 +228,6 @@ def stack(migrated: Settings, tmp_path_factory: pytest.TempPathFactory
             service.terminate()
         for service in services.values():
             service.stop()
-
-
-@pytest.fixture
-def empty_database(migrated: Settings, tmp_path: Path) -> Iterator[Settings]:
-    """This run's settings on a database of its own that has no schema yet."""
-    if not migrated.database_url:
-        yield migrated.model_copy(update={"data_dir": tmp_path})  # a new SQLite file
-        return
-    name = f"loyalty_test_{RUN_ID}_migrate"
-    with psycopg.connect(f"{POSTGRES_URL}/postgres", autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield migrated.model_copy(update={
-            "database_url": make_url(migrated.database_url).set(database=name)
-            .render_as_string(hide_password=False)})
-    finally:
-        with psycopg.connect(f"{POSTGRES_URL}/postgres", autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def test_migrate_command_creates_the_schema_and_can_run_again(

@@ -11,7 +11,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from celery import Celery
-from sqlalchemy import select
+from cryptography.fernet import Fernet
+from pydantic import SecretStr
+from sqlalchemy import select, text
 
 from devtools.fake_zalo import FakeZalo
 from devtools.processes import WorkerProcess, wait_for
@@ -20,7 +22,7 @@ from loyalty.producer import enqueue_order_events
 from loyalty.queueing import CROSSSELL, CROSSSELL_SCAN, MAINTENANCE, SWEEP_TAGS
 from loyalty.services.crosssell import run_scan
 from loyalty.services.members import show_member
-from loyalty.services.outbox import relay
+from loyalty.services.outbox import relay, send_message
 from loyalty.services.stats import read_stats, stats_json
 from loyalty.settings import Settings
 from loyalty.storage.db import transaction
@@ -241,8 +243,11 @@ def test_one_token_refresh_for_many_concurrent_sends_after_expiry(
         wait_status(shop, customer_id, "sent")
     assert fake_zalo.refresh_calls - before == 1
     assert all(len(sent_to(fake_zalo, user_id)) == 1 for _, user_id in members)
-    stored = DbTokenStore(shop.sessions).load()
+    stored = DbTokenStore(shop.sessions, shop.settings.token_keys()).load()
     assert stored is not None and stored.access_token != fake_zalo.initial_tokens.access_token
+    with shop.engine.connect() as connection:  # the worker stored the new pair encrypted
+        raw = " ".join(map(str, connection.execute(text("SELECT * FROM zalo_tokens")).one()))
+    assert stored.access_token not in raw and stored.refresh_token not in raw
 
 
 @pytest.mark.parametrize("failure", [{"http_status": 500}, {"http_status": 503},
@@ -360,3 +365,26 @@ def test_night_time_ban_holds_the_message_until_morning(
     celery_sender.send_task("loyalty.messages.send", args=[held.id], queue="messages")
     wait_status(shop, customer_id, "sent")
     assert len(sent_to(fake_zalo, user_id)) == 1
+
+
+def test_a_token_key_that_reads_no_stored_pair_holds_messages_and_writes_no_pair(
+        shop: Loyalty, fake_zalo: FakeZalo, tmp_path: Path) -> None:
+    customer_id, user_id = add_member(shop, 1980)
+    [nudge_id] = run_scan(shop, shop.clock()).queued
+    with shop.engine.connect() as connection:
+        stored = connection.execute(text("SELECT * FROM zalo_tokens")).one()
+    # A plan whose channels all need the OA's token (the template, by user id), any hour.
+    program = tmp_path / "program.toml"
+    program.write_text("[channels]\nnight_starts = 00:00:00\nnight_ends = 00:00:00\n"
+                       '[channels.nudge]\ntemplate_id = "tpl-1"\n', encoding="utf-8")
+    # The key the pair was stored with is gone from the settings (a botched rotation).
+    wrong = Loyalty.from_settings(shop.settings.model_copy(update={
+        "zalo_token_keys": SecretStr(Fernet.generate_key().decode()), "program_file": program}))
+    assert send_message(wrong, nudge_id, wrong.sender).status == "held"
+    wrong.engine.dispose()
+    [held] = messages(shop, customer_id)
+    assert held.error and "cannot be decrypted with any key of LOYALTY_ZALO_TOKEN_KEYS" \
+        in held.error
+    assert not sent_to(fake_zalo, user_id)
+    with shop.engine.connect() as connection:
+        assert connection.execute(text("SELECT * FROM zalo_tokens")).one() == stored

@@ -60,7 +60,7 @@ def holdout_workers(holdout_settings: Settings, workers: list[WorkerProcess],
 def shop(loyalty: Loyalty, holdout_settings: Settings, fake_zalo: FakeZalo,
          holdout_workers: list[WorkerProcess]) -> Iterator[Loyalty]:
     shop = Loyalty.from_settings(holdout_settings)
-    DbTokenStore(shop.sessions).save(fake_zalo.issue_tokens())
+    DbTokenStore(shop.sessions, shop.settings.token_keys()).save(fake_zalo.issue_tokens())
     yield shop
     shop.engine.dispose()
 

@@ -12,7 +12,6 @@ from loyalty.bootstrap import Loyalty
 from loyalty.settings import Settings
 from loyalty.storage.migrate import alembic_config
 from loyalty.storage.tables import Base
-from tests.test_compose import empty_database  # noqa: F401  (a fixture)
 
 BEFORE = [
     "INSERT INTO customers VALUES ('C1', NULL, NULL, NULL, NULL, 'silver', 1220, "
@@ -30,7 +29,7 @@ BEFORE = [
 
 
 def test_0005_keeps_history_matches_the_models_and_can_be_undone(
-        empty_database: Settings) -> None:  # noqa: F811
+        empty_database: Settings) -> None:
     loyalty = Loyalty.from_settings(empty_database)
     url = loyalty.engine.url.render_as_string(hide_password=False)
     config = alembic_config(url)

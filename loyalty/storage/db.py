@@ -40,12 +40,14 @@ def _sqlite_immediate_transactions(engine: Engine) -> None:
 
 
 def make_engine(url: str) -> Engine:
+    # hide_parameters: an error's text (logged, shown in Flower, stored with a message)
+    # quotes the statement but not its values, which are customers' phones and names.
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": 60})
+        engine = create_engine(url, connect_args={"timeout": 60}, hide_parameters=True)
         _sqlite_immediate_transactions(engine)
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5,
-                         connect_args={"connect_timeout": 5})
+                         connect_args={"connect_timeout": 5}, hide_parameters=True)
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

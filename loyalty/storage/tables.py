@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     CheckConstraint,
     Date,
     DateTime,
@@ -19,6 +20,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.engine import Dialect
@@ -341,13 +343,18 @@ class CrosssellAssignment(Base):
 
 
 class ZaloToken(Base):
-    """The current OA token pair; refresh tokens are single-use, so it is saved before use."""
+    """The current OA token pair; refresh tokens are single-use, so it is saved before use.
+
+    Both tokens are Fernet ciphertext; ``encrypted`` is false only for a pair stored in
+    clear before migration 0010, until it is next read.
+    """
 
     __tablename__ = "zalo_tokens"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     access_token: Mapped[str] = mapped_column(Text)
     refresh_token: Mapped[str] = mapped_column(Text)
+    encrypted: Mapped[bool] = mapped_column(Boolean, server_default=false())
     expires_at: Mapped[datetime] = mapped_column(Timestamp())
     updated_at: Mapped[datetime] = mapped_column(Timestamp())
 

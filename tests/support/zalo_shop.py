@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from cryptography.fernet import Fernet
 from pydantic import SecretStr
 
 from devtools.fake_zalo import FakeZalo
@@ -15,6 +16,9 @@ from devtools.processes import WorkerProcess
 from loyalty.bootstrap import Loyalty
 from loyalty.settings import Settings
 from loyalty.storage.zalo_tokens import DbTokenStore
+
+# The key the tests that configure (the fake) Zalo store its token pair with.
+ZALO_TOKEN_KEY = Fernet.generate_key().decode()
 
 
 def zalo_settings(base: Settings, fake: FakeZalo, **changes: Any) -> Settings:
@@ -25,7 +29,8 @@ def zalo_settings(base: Settings, fake: FakeZalo, **changes: Any) -> Settings:
         "zalo_access_token": SecretStr(pair.access_token),
         "zalo_refresh_token": SecretStr(pair.refresh_token),
         "zalo_api_url": fake.url, "zalo_oauth_url": fake.url,
-        "zalo_business_api_url": fake.url, "zalo_timeout_seconds": 2.0, **changes})
+        "zalo_business_api_url": fake.url, "zalo_timeout_seconds": 2.0,
+        "zalo_token_keys": SecretStr(ZALO_TOKEN_KEY), **changes})
 
 
 @contextmanager
@@ -50,6 +55,6 @@ def open_shop(settings: Settings, fake: FakeZalo) -> Iterator[Loyalty]:
     body)."""
     fake.clear_failures()
     shop = Loyalty.from_settings(settings)
-    DbTokenStore(shop.sessions).save(fake.issue_tokens())
+    DbTokenStore(shop.sessions, shop.settings.token_keys()).save(fake.issue_tokens())
     yield shop
     shop.engine.dispose()
