@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +19,7 @@ import psycopg
 import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 
 from devtools.fake_zalo import FakeZalo
 from devtools.processes import WorkerProcess
@@ -100,7 +102,22 @@ def migrated(settings: Settings) -> Settings:
 
 
 def wipe(loyalty: Loyalty) -> None:
-    """Empty every table (the ledger's append-only guard is lifted only for this)."""
+    """Empty every table (the ledger's append-only guard is lifted only for this).
+
+    A worker may still be finishing a task of the test before: TRUNCATE's locks can then
+    deadlock with it, and PostgreSQL breaks that by failing one side. It is tried again.
+    """
+    for attempt in range(5):
+        try:
+            _wipe_once(loyalty)
+            return
+        except OperationalError:
+            if attempt == 4:
+                raise
+            time.sleep(0.5)
+
+
+def _wipe_once(loyalty: Loyalty) -> None:
     tables = [table.name for table in reversed(Base.metadata.sorted_tables)]
     with loyalty.engine.begin() as connection:
         if loyalty.engine.dialect.name == "postgresql":
